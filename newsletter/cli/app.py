@@ -1,0 +1,45 @@
+"""The Typer application object and the options every command shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from newsletter.config import Settings, load_settings
+from newsletter.errors import NewsletterError
+
+app = typer.Typer(
+    name="newsletter",
+    help="Write, check, preview and deliver the weekly newsletter.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        envvar="NEWSLETTER_CONFIG",
+        help="Path to newsletter.toml (default: ./newsletter.toml, else embedded defaults).",
+        show_default=False,
+    ),
+]
+
+
+def settings_or_exit(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except NewsletterError as exc:
+        fail(exc)
+
+
+def fail(exc: NewsletterError) -> NoReturn:
+    """Print a user-facing error and exit with its code (1 failure, 2 bad input)."""
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
