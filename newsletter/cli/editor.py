@@ -1,0 +1,112 @@
+"""Editor commands: ``draft``, ``check``, ``preview`` and ``demo``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from newsletter.cli.app import ConfigOption, app, console, err_console, fail, settings_or_exit
+from newsletter.content.checks import check_issue
+from newsletter.content.draft import issue_files, next_send_date, write_draft
+from newsletter.content.loader import IssueFileError, Problem, load_issue
+from newsletter.errors import NewsletterError
+from newsletter.preview import write_preview
+
+
+def _size(path: Path) -> str:
+    return f"{path.stat().st_size / 1024:.1f} KB"
+
+
+@app.command()
+def draft(
+    date: Annotated[
+        str | None, typer.Option(help="Send date YYYY-MM-DD (default: next send weekday).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write the next issue file with the standing sections of the last issue as skeletons."""
+    settings = settings_or_exit(config)
+    try:
+        day = dt.date.fromisoformat(date) if date else next_send_date(settings.newsletter)
+    except ValueError:
+        raise typer.BadParameter(f"{date!r} is not a date (YYYY-MM-DD)", param_hint="--date") from None
+    try:
+        path = write_draft(settings.paths.issues, day)
+    except NewsletterError as exc:
+        fail(exc)
+    console.print(f"Wrote {path}")
+
+
+@app.command()
+def check(
+    issues: Annotated[list[Path], typer.Argument(help="Issue files to check.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print problems as JSON.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Validate and lint issue files. Exit 0 clean, 1 on a failed check, 2 on a malformed file."""
+    settings = settings_or_exit(config)
+    problems: list[Problem] = []
+    malformed = False
+    for path in issues:
+        try:
+            problems += check_issue(load_issue(path), settings.newsletter)
+        except IssueFileError as exc:
+            problems += exc.problems
+            malformed = True
+    errors = [problem for problem in problems if problem.severity == "error"]
+    if as_json:
+        print(json.dumps([problem.as_dict() for problem in problems], indent=2))
+    else:
+        for problem in problems:
+            style = "red" if problem.severity == "error" else "yellow"
+            err_console.print(f"[{style}]{problem.severity}[/] {problem}", highlight=False, soft_wrap=True)
+        summary = f"{len(issues)} file(s): {len(errors)} error(s), {len(problems) - len(errors)} warning(s)"
+        err_console.print(summary, highlight=False)
+    raise typer.Exit(2 if malformed else 1 if errors else 0)
+
+
+@app.command()
+def preview(
+    issue: Annotated[Path, typer.Argument(help="The issue file to render.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for email.html and email.txt.")],
+    screenshot: Annotated[
+        bool, typer.Option("--screenshot", help="Also write PNGs at 375 and 600 px wide.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Render an issue to DIR/email.html and DIR/email.txt and print their sizes."""
+    settings = settings_or_exit(config)
+    try:
+        files = write_preview(issue, out, settings.newsletter, screenshots=screenshot)
+    except NewsletterError as exc:
+        fail(exc)
+    console.print(f"HTML  {files.html}  {_size(files.html)}")
+    console.print(f"Text  {files.text}  {_size(files.text)}")
+    for shot in files.screenshots:
+        console.print(f"PNG   {shot}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the rendered issue.")] = Path(
+        "out"
+    ),
+    config: ConfigOption = None,
+) -> None:
+    """Run the main job on embedded defaults: render the newest issue and say where it went."""
+    settings = settings_or_exit(config)
+    found = issue_files(settings.paths.issues)
+    if not found:
+        fail(NewsletterError(f"no issue files in {settings.paths.issues}"))
+    newest = found[-1]
+    try:
+        files = write_preview(newest, out / newest.stem, settings.newsletter)
+    except NewsletterError as exc:
+        fail(exc)
+    console.print(f"Rendered {newest}")
+    console.print(f"HTML  {files.html}  {_size(files.html)}")
+    console.print(f"Text  {files.text}  {_size(files.text)}")

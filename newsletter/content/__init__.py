@@ -1,0 +1,1 @@
+"""Issue files -> typed model: loading, validation with file:line:column errors, drafting, linting."""

@@ -1,0 +1,159 @@
+"""``newsletter check``: lint an issue beyond its schema, each problem with its file:line:column.
+
+Errors block a send; warnings are shown but do not fail the check. Size limits come from Gmail,
+which clips messages over about 102 KB of HTML and hides the rest (including the unsubscribe link).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from newsletter.config import NewsletterSettings
+from newsletter.content.loader import FieldPath, LoadedIssue, Problem, SourceMap
+from newsletter.content.model import (
+    FigureSection,
+    HeadlinesSection,
+    Image,
+    OpedsSection,
+    PhotosSection,
+    StatementSection,
+    StoriesSection,
+    TestimoniesSection,
+)
+from newsletter.errors import NewsletterError
+
+SUBJECT_MAX = 80
+HTML_WARN_BYTES = 80 * 1024
+HTML_FAIL_BYTES = 100 * 1024
+
+
+def check_issue(loaded: LoadedIssue, settings: NewsletterSettings) -> list[Problem]:
+    """Every lint problem of an issue that already passed schema validation, in file order."""
+    problems = [*_issue_fields(loaded), *_sections(loaded), *_duplicate_links(loaded)]
+    problems.extend(_size(loaded, settings))
+    problems.sort(key=lambda problem: (problem.line, problem.column))
+    return problems
+
+
+def _issue_fields(loaded: LoadedIssue) -> Iterator[Problem]:
+    issue, source = loaded.issue, loaded.source
+    if not issue.subject:
+        yield source.problem(("subject",), "subject is empty")
+    elif len(issue.subject) > SUBJECT_MAX:
+        yield source.problem(
+            ("subject",),
+            f"subject is {len(issue.subject)} characters; keep it within {SUBJECT_MAX} "
+            "so inboxes do not cut it off",
+        )
+    if not issue.preheader:
+        yield source.problem(
+            ("preheader",), "preheader is empty; inboxes would show the first body text instead"
+        )
+    if not issue.title:
+        yield source.problem(("title",), "title is empty")
+    if not issue.sections:
+        yield source.problem(("sections",), "the issue has no sections")
+
+
+def _image(image: Image, at: FieldPath, source: SourceMap) -> Iterator[Problem]:
+    if not image.alt:
+        yield source.problem(
+            (*at, "alt"), "image has no alt text; screen readers and image-blocking clients need it"
+        )
+
+
+def _sections(loaded: LoadedIssue) -> Iterator[Problem]:
+    source = loaded.source
+    for index, section in enumerate(loaded.issue.sections):
+        at: FieldPath = ("sections", index)
+        empty = f"empty {section.kind} section"
+        if isinstance(section, HeadlinesSection):
+            if not section.items:
+                yield source.problem((*at, "items"), empty)
+            for n, headline in enumerate(section.items):
+                if not headline.text:
+                    yield source.problem((*at, "items", n, "text"), "headline is empty")
+        elif isinstance(section, StatementSection):
+            if not section.body and not (section.actions and section.actions.items):
+                yield source.problem((*at, "body"), empty)
+        elif isinstance(section, StoriesSection):
+            if not section.stories:
+                yield source.problem((*at, "stories"), empty)
+            for n, story in enumerate(section.stories):
+                if not story.headline:
+                    yield source.problem((*at, "stories", n, "headline"), "headline is empty")
+                if story.image:
+                    yield from _image(story.image, (*at, "stories", n, "image"), source)
+        elif isinstance(section, PhotosSection):
+            if not section.photos:
+                yield source.problem((*at, "photos"), empty)
+            for n, photo in enumerate(section.photos):
+                yield from _image(photo, (*at, "photos", n), source)
+                if not photo.caption:
+                    yield source.problem((*at, "photos", n, "caption"), "photo has no caption")
+                if not photo.credit:
+                    yield source.problem((*at, "photos", n, "credit"), "photo has no credit")
+        elif isinstance(section, FigureSection):
+            if not section.value or not section.text:
+                yield source.problem(at, f"{empty}: it needs both value and text")
+        elif isinstance(section, OpedsSection | TestimoniesSection) and not section.items:
+            yield source.problem((*at, "items"), empty)
+
+
+def _links(loaded: LoadedIssue) -> Iterator[tuple[str, FieldPath]]:
+    """Every URL a reader can click, with where it was written (Markdown links excluded)."""
+    for index, section in enumerate(loaded.issue.sections):
+        at: FieldPath = ("sections", index)
+        if isinstance(section, HeadlinesSection):
+            for n, headline in enumerate(section.items):
+                if headline.url:
+                    yield headline.url, (*at, "items", n, "url")
+        elif isinstance(section, StoriesSection):
+            for n, story in enumerate(section.stories):
+                if story.url:
+                    yield story.url, (*at, "stories", n, "url")
+                for m, link in enumerate(story.links):
+                    yield link.url, (*at, "stories", n, "links", m, "url")
+        elif isinstance(section, OpedsSection):
+            for n, oped in enumerate(section.items):
+                yield oped.url, (*at, "items", n, "url")
+        elif isinstance(section, TestimoniesSection):
+            for n, item in enumerate(section.items):
+                if item.url:
+                    yield item.url, (*at, "items", n, "url")
+        elif isinstance(section, FigureSection) and section.url:
+            yield section.url, (*at, "url")
+
+
+def _duplicate_links(loaded: LoadedIssue) -> Iterator[Problem]:
+    first_seen: dict[str, FieldPath] = {}
+    for url, at in _links(loaded):
+        key = url.rstrip("/")
+        if key in first_seen:
+            where = loaded.source.locate(first_seen[key])
+            yield loaded.source.problem(
+                at, f"duplicate link {url} (also at line {where.line})", severity="warning"
+            )
+        else:
+            first_seen[key] = at
+
+
+def _size(loaded: LoadedIssue, settings: NewsletterSettings) -> Iterator[Problem]:
+    from newsletter.render.email import render_issue
+
+    try:
+        rendered = render_issue(loaded.issue, settings)
+    except NewsletterError as exc:
+        yield loaded.source.problem((), f"rendering failed: {exc}")
+        return
+    size = rendered.html_bytes
+    kb = f"{size / 1024:.1f} KB"
+    if size > HTML_FAIL_BYTES:
+        yield loaded.source.problem(
+            (), f"rendered HTML is {kb}; Gmail clips messages over about 102 KB (limit 100 KB)"
+        )
+    elif size > HTML_WARN_BYTES:
+        yield loaded.source.problem(
+            (), f"rendered HTML is {kb}, close to Gmail's clipping limit (warn at 80 KB)",
+            severity="warning",
+        )

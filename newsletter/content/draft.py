@@ -1,0 +1,83 @@
+"""``newsletter draft``: start next week's issue file from the standing sections of the last one.
+
+The draft is written as YAML text from a template (not dumped from data) so it can carry guiding
+comments for the editors. It loads cleanly but fails ``check`` until the empty sections are filled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from newsletter.config import WEEKDAYS, NewsletterSettings
+from newsletter.content.loader import load_issue
+from newsletter.errors import BadInput
+from newsletter.render.templates import environment
+
+STANDING_KINDS = ("congress", "world", "photos", "figure", "opeds")
+DEFAULT_TITLES = {
+    "congress": "U.S. Congress",
+    "world": "World Leaders, NGOs",
+    "photos": "Photos of the week",
+    "figure": "",
+    "opeds": "Op-eds",
+}
+
+
+class DraftExists(BadInput):
+    """The issue file for that date exists already; drafting never overwrites an editor's work."""
+
+
+def next_send_date(settings: NewsletterSettings, now: dt.datetime | None = None) -> dt.date:
+    """The next configured send weekday whose send time is still ahead, in the newsletter's zone."""
+    now = (now or dt.datetime.now(dt.UTC)).astimezone(settings.tz)
+    target = WEEKDAYS.index(settings.send_weekday)
+    days = (target - now.weekday()) % 7
+    if days == 0 and now.time() >= settings.send_time:
+        days = 7
+    return now.date() + dt.timedelta(days=days)
+
+
+def issue_files(directory: Path) -> list[Path]:
+    """Issue files named ``YYYY-MM-DD.yaml``, oldest first."""
+    found = []
+    for path in directory.glob("*.yaml"):
+        try:
+            dt.date.fromisoformat(path.stem)
+        except ValueError:
+            continue
+        found.append(path)
+    return sorted(found)
+
+
+def standing_sections(previous: Path | None) -> list[dict[str, str]]:
+    """The standing sections of the last issue, in its order, with its titles."""
+    if previous is None:
+        return [{"kind": kind, "title": DEFAULT_TITLES[kind]} for kind in STANDING_KINDS]
+    issue = load_issue(previous).issue
+    sections = []
+    for section in issue.sections:
+        if section.kind in STANDING_KINDS:
+            title = getattr(section, "title", "") or DEFAULT_TITLES[section.kind]
+            sections.append({"kind": section.kind, "title": title})
+    return sections or standing_sections(None)
+
+
+def write_draft(directory: Path, date: dt.date, *, previous: Path | None = None) -> Path:
+    target = directory / f"{date.isoformat()}.yaml"
+    if target.exists():
+        raise DraftExists(f"{target} already exists; drafting never overwrites an issue file")
+    if previous is None:
+        earlier = [path for path in issue_files(directory) if path.stem < date.isoformat()]
+        previous = earlier[-1] if earlier else None
+    template = environment().get_template("draft/issue.yaml.j2")
+    text = template.render(
+        date=date.isoformat(),
+        previous=previous.name if previous else "",
+        sections=standing_sections(previous),
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    with target.open("x", encoding="utf-8") as handle:
+        handle.write(text)
+    return target
+

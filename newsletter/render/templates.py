@@ -1,0 +1,48 @@
+"""The Jinja2 environment shared by the email and archive renderers.
+
+Autoescaping is on for every template, and ``finalize`` neutralises slot markers in editor text,
+so no field value can inject markup or impersonate a per-recipient slot.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
+
+from newsletter.render import markdown
+from newsletter.render.slots import marker, neutralise_html
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+
+
+def templates_dir() -> Path:
+    """``templates/`` beside the package (the project layout), or ``NEWSLETTER_TEMPLATES``."""
+    return Path(os.environ.get("NEWSLETTER_TEMPLATES", TEMPLATES_DIR))
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, Markup) or value is None:
+        return "" if value is None else value
+    return Markup(neutralise_html(str(escape(value))))
+
+
+@lru_cache(maxsize=4)
+def environment(directory: Path | None = None) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(directory or templates_dir())),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        finalize=_finalize,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+    env.filters["md"] = markdown.to_html
+    env.filters["md_inline"] = markdown.to_inline_html
+    env.globals["slot"] = lambda name: Markup(marker(name))
+    return env

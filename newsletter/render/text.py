@@ -1,0 +1,208 @@
+"""Issue -> the plain-text part: every headline, quote and link URL, wrapped at 72 columns.
+
+Built from the same model as the HTML (not by stripping the HTML), so nothing a reader could click
+in the HTML is missing here, and the layout reads well in a terminal mail client.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+from newsletter.config import NewsletterSettings
+from newsletter.content.model import (
+    FigureSection,
+    HeadlinesSection,
+    Image,
+    Issue,
+    OpedsSection,
+    PhotosSection,
+    Section,
+    StatementSection,
+    StoriesSection,
+    TestimoniesSection,
+)
+from newsletter.render import markdown
+from newsletter.render.slots import marker, neutralise_text
+
+WIDTH = 72
+RULE = "=" * WIDTH
+THIN_RULE = "-" * WIDTH
+
+
+def _wrap(text: str, indent: str = "", first: str | None = None) -> str:
+    """Wrap each paragraph and list item; URLs are never broken, even when longer than a line."""
+    out: list[str] = []
+    for paragraph in text.split("\n"):
+        if not paragraph.strip():
+            out.append("")
+            continue
+        lead = indent if first is None or out else first
+        item_indent = indent
+        stripped = paragraph.lstrip()
+        if stripped.startswith("- ") or (stripped[:4].rstrip(".").isdigit() and ". " in stripped[:5]):
+            item_indent = indent + " " * (len(paragraph) - len(stripped) + stripped.index(" ") + 1)
+        out.append(
+            textwrap.fill(
+                paragraph,
+                width=WIDTH,
+                initial_indent=lead,
+                subsequent_indent=item_indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+    return "\n".join(out)
+
+
+def _plain(text: str) -> str:
+    return neutralise_text(text)
+
+
+def _heading(title: str) -> str:
+    return f"{_wrap(_plain(title).upper())}\n{THIN_RULE}"
+
+
+def _image(image: Image, indent: str = "") -> list[str]:
+    lines = [_wrap(f"[Image: {_plain(image.alt)}]", indent=indent)] if image.alt else []
+    caption = markdown.inline_to_text(image.caption)
+    if image.credit:
+        caption = f"{caption} (Photo: {_plain(image.credit)})".strip()
+    if caption:
+        lines.append(_wrap(caption, indent=indent))
+    lines.append(f"{indent}Image: {image.src}")
+    return lines
+
+
+def _stories(section: StoriesSection) -> list[str]:
+    blocks: list[str] = []
+    if section.title:
+        blocks.append(_heading(section.title))
+    if section.intro:
+        blocks.append(_wrap(markdown.to_text(section.intro)))
+    for story in section.stories:
+        lines: list[str] = []
+        headline = _plain(story.headline)
+        if story.source:
+            headline = f"{_plain(story.source)}: {headline}"
+        lines.append(_wrap(headline, first="* ", indent="  "))
+        if story.url:
+            lines.append(f"  {story.url}")
+        if story.image:
+            lines.extend(_image(story.image, indent="  "))
+        if story.summary:
+            lines.append(_wrap(markdown.to_text(story.summary), indent="  "))
+        if story.quote:
+            quote = f'"{markdown.inline_to_text(story.quote.text)}"'
+            if story.quote.attribution:
+                quote += f" -- {_plain(story.quote.attribution)}"
+            lines.append(_wrap(quote, indent="  > "))
+        for bullet in story.bullets:
+            lines.append(_wrap(markdown.inline_to_text(bullet), first="  - ", indent="    "))
+        for link in story.links:
+            lines.append(f"  {_plain(link.label)}: {link.url}")
+        blocks.append("\n".join(lines))
+    return blocks
+
+
+def _headlines(section: HeadlinesSection) -> list[str]:
+    blocks = [_heading(section.title)] if section.title else []
+    for item in section.items:
+        text = _wrap(_plain(item.text), first="* ", indent="  ")
+        blocks.append(f"{text}\n  {item.url}" if item.url else text)
+    return blocks
+
+
+def _statement(section: StatementSection) -> list[str]:
+    blocks = [_heading(section.title)]
+    byline = ", ".join(_plain(part) for part in (section.author, section.role) if part)
+    if byline:
+        blocks.append(byline)
+    if section.body:
+        blocks.append(_wrap(markdown.to_text(section.body)))
+    if section.actions:
+        if section.actions.intro:
+            blocks.append(_wrap(markdown.inline_to_text(section.actions.intro)))
+        items = [
+            _wrap(markdown.inline_to_text(item), first=f"{n:>2}. ", indent="    ")
+            for n, item in enumerate(section.actions.items, start=1)
+        ]
+        blocks.append("\n".join(items))
+    return blocks
+
+
+def _photos(section: PhotosSection) -> list[str]:
+    return [_heading(section.title), *("\n".join(_image(photo)) for photo in section.photos)]
+
+
+def _figure(section: FigureSection) -> list[str]:
+    lines = [_heading(section.title)] if section.title else []
+    lines.append(_wrap(f"{_plain(section.value)} {markdown.inline_to_text(section.text)}"))
+    if section.source:
+        lines.append(f"Source: {_plain(section.source)}" + (f" {section.url}" if section.url else ""))
+    return ["\n".join(lines)]
+
+
+def _opeds(section: OpedsSection) -> list[str]:
+    blocks = [_heading(section.title)]
+    for oped in section.items:
+        lines = [_wrap(_plain(oped.title), first="* ", indent="  ")]
+        byline = ", ".join(_plain(part) for part in (oped.author, oped.outlet) if part)
+        if byline:
+            lines.append(f"  {byline}")
+        if oped.excerpt:
+            lines.append(_wrap(markdown.to_text(oped.excerpt), indent="  "))
+        lines.append(f"  Read the op-ed: {oped.url}")
+        blocks.append("\n".join(lines))
+    return blocks
+
+
+def _testimonies(section: TestimoniesSection) -> list[str]:
+    blocks = [_heading(section.title)]
+    for item in section.items:
+        speaker = ", ".join(_plain(part) for part in (item.speaker, item.description) if part)
+        quote = _wrap(f'"{markdown.inline_to_text(item.quote)}"', indent="  ")
+        lines = [quote, f"  -- {speaker}"]
+        if item.url:
+            lines.append(f"  {item.url}")
+        blocks.append("\n".join(lines))
+    return blocks
+
+
+_RENDERERS: dict[type, Callable[[Any], list[str]]] = {
+    HeadlinesSection: _headlines,
+    StatementSection: _statement,
+    StoriesSection: _stories,
+    PhotosSection: _photos,
+    FigureSection: _figure,
+    OpedsSection: _opeds,
+    TestimoniesSection: _testimonies,
+}
+
+
+def _section(section: Section) -> list[str]:
+    return _RENDERERS[type(section)](section)
+
+
+def render_text(issue: Issue, settings: NewsletterSettings) -> str:
+    archive_url = settings.archive_url(issue.date)
+    title = f"{_plain(issue.kicker)}: {_plain(issue.title)}" if issue.kicker else _plain(issue.title)
+    blocks = [
+        f"View in browser: {archive_url}",
+        RULE,
+        _wrap(settings.name.upper()),
+        _wrap(title),
+        f"{issue.date:%B} {issue.date.day}, {issue.date.year}",
+        RULE,
+    ]
+    for section in issue.sections:
+        blocks.extend(_section(section))
+    blocks += [
+        RULE,
+        _wrap(settings.why_subscribed),
+        f"This email was sent to {marker('email')}.",
+        f"Unsubscribe: {marker('unsubscribe_url')}",
+        _wrap(f"{settings.name}, {settings.postal_address}"),
+    ]
+    return "\n\n".join(block for block in blocks if block) + "\n"
