@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from playwright.sync_api import Browser, Page, Route, sync_playwright
+
 from newsletter.errors import NewsletterError
 
 CHROMIUM = Path(os.environ.get("NEWSLETTER_CHROMIUM", "/usr/bin/chromium"))
@@ -46,14 +48,12 @@ class PageMetrics:
 
 
 @contextmanager
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     """A headless Chromium for the duration of the block."""
     if not CHROMIUM.exists():
         raise BrowserUnavailable(
             f"{CHROMIUM} is missing; install it with: apt-get install -y chromium"
         )
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -62,17 +62,16 @@ def browser() -> Iterator[object]:
             instance.close()
 
 
-def _offline(route: object) -> None:
-    request = route.request  # type: ignore[attr-defined]
-    if request.resource_type == "image":
-        route.fulfill(status=200, content_type="image/svg+xml", body=PLACEHOLDER_SVG)  # type: ignore[attr-defined]
+def _offline(route: Route) -> None:
+    if route.request.resource_type == "image":
+        route.fulfill(status=200, content_type="image/svg+xml", body=PLACEHOLDER_SVG)
     else:
-        route.abort()  # type: ignore[attr-defined]
+        route.abort()
 
 
-def open_page(instance: object, html: str, width: int, *, dark: bool = False) -> object:
+def open_page(instance: Browser, html: str, width: int, *, dark: bool = False) -> Page:
     """Load ``html`` into a new page ``width`` CSS pixels wide, with the network cut off."""
-    context = instance.new_context(  # type: ignore[attr-defined]
+    context = instance.new_context(
         viewport={"width": width, "height": 800},
         device_scale_factor=1,
         color_scheme="dark" if dark else "light",
@@ -83,8 +82,8 @@ def open_page(instance: object, html: str, width: int, *, dark: bool = False) ->
     return page
 
 
-def measure(page: object) -> PageMetrics:
-    data = page.evaluate(  # type: ignore[attr-defined]
+def measure(page: Page) -> PageMetrics:
+    data = page.evaluate(
         """() => ({
             width: window.innerWidth,
             scroll: document.documentElement.scrollWidth,
@@ -96,17 +95,23 @@ def measure(page: object) -> PageMetrics:
 
 
 def screenshot_html(
-    html: str, out_dir: Path, *, stem: str = "email", dark: bool = False
+    html: str,
+    out_dir: Path,
+    *,
+    stem: str = "email",
+    dark: bool = False,
+    instance: Browser | None = None,
 ) -> list[Path]:
     """Write full-page PNGs at 375 px and 600 px wide; returns their paths."""
+    if instance is None:
+        with browser() as own:
+            return screenshot_html(html, out_dir, stem=stem, dark=dark, instance=own)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    with browser() as instance:
-        for width in WIDTHS:
-            page = open_page(instance, html, width, dark=dark)
-            suffix = "-dark" if dark else ""
-            target = out_dir / f"{stem}-{width}{suffix}.png"
-            page.screenshot(path=str(target), full_page=True)  # type: ignore[attr-defined]
-            page.context.close()  # type: ignore[attr-defined]
-            written.append(target)
+    for width in WIDTHS:
+        page = open_page(instance, html, width, dark=dark)
+        target = out_dir / f"{stem}-{width}{'-dark' if dark else ''}.png"
+        page.screenshot(path=str(target), full_page=True)
+        page.context.close()
+        written.append(target)
     return written

@@ -66,11 +66,10 @@ def _heading(title: str) -> str:
 
 def _image(image: Image, indent: str = "") -> list[str]:
     lines = [_wrap(f"[Image: {_plain(image.alt)}]", indent=indent)] if image.alt else []
-    caption = markdown.inline_to_text(image.caption)
+    if image.caption:
+        lines.append(_wrap(markdown.inline_to_text(image.caption), indent=indent))
     if image.credit:
-        caption = f"{caption} (Photo: {_plain(image.credit)})".strip()
-    if caption:
-        lines.append(_wrap(caption, indent=indent))
+        lines.append(_wrap(_plain(image.credit), indent=indent))
     lines.append(f"{indent}Image: {image.src}")
     return lines
 

@@ -1,0 +1,63 @@
+"""Each sample issue in headless Chromium at 375 px and 600 px: no sideways scrolling, alt on
+every image, and a dark-mode render that really switches colours."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser
+
+from newsletter.content.loader import load_issue
+from newsletter.render.email import render_issue
+from newsletter.render.screenshot import CHROMIUM, WIDTHS, browser, measure, open_page, screenshot_html
+from tests.conftest import SAMPLE_ISSUES
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing in CI; scripts/install-chromium.sh installs it")
+        pytest.skip(f"{CHROMIUM} is not installed (scripts/install-chromium.sh)")
+    with browser() as instance:
+        yield instance
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("path", SAMPLE_ISSUES, ids=lambda p: p.name)
+def test_sample_issue_fits_the_screen_and_every_image_has_alt(chromium, settings, path, width):
+    html = render_issue(load_issue(path).issue, settings).html
+    page = open_page(chromium, html, width)
+    try:
+        metrics = measure(page)
+        assert metrics.scroll_width <= metrics.width, f"scrolls sideways: {metrics}"
+        assert metrics.images > 0
+        assert metrics.images_without_alt == 0
+        headings = page.evaluate("() => document.querySelectorAll('h1, h2, h3').length")
+        assert headings > 5
+    finally:
+        page.context.close()
+
+
+def test_dark_mode_changes_card_colours(chromium, settings):
+    html = render_issue(load_issue(SAMPLE_ISSUES[-1]).issue, settings).html
+    script = "() => getComputedStyle(document.querySelector('.nl-card h2')).color"
+    light = open_page(chromium, html, 600)
+    dark = open_page(chromium, html, 600, dark=True)
+    try:
+        assert light.evaluate(script) != dark.evaluate(script)
+    finally:
+        light.context.close()
+        dark.context.close()
+
+
+def test_screenshots_are_written_at_both_widths(chromium, settings, tmp_path):
+    html = render_issue(load_issue(SAMPLE_ISSUES[0]).issue, settings).html
+    shots = screenshot_html(html, tmp_path, instance=chromium)
+    assert [shot.name for shot in shots] == ["email-375.png", "email-600.png"]
+    for shot in shots:
+        assert shot.read_bytes().startswith(b"\x89PNG")
