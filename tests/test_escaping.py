@@ -102,3 +102,25 @@ def test_any_field_value_renders_no_extra_markup(value):
         assert body.count("%%unsubscribe_url%%") <= 2
         rest = body.replace("%%email%%", "").replace("%%unsubscribe_url%%", "")
         assert "%%" not in rest
+
+
+plain_words = st.text(
+    alphabet=st.characters(blacklist_categories=["Cs", "Cc"], blacklist_characters="*_[]<>&\\`"),
+    min_size=1,
+    max_size=60,
+)
+
+
+@given(plain_words)
+def test_fast_path_for_plain_text_matches_the_parser(value):
+    from newsletter.render import markdown
+
+    parser = markdown._parser()
+    neutral = markdown.neutralise_html
+    expected_inline = parser.renderer.render(parser.parseInline(value.strip()), parser.options, {})
+    if markdown._is_plain(value):
+        assert markdown.to_inline_html(value) == neutral(expected_inline.strip())
+        tokens = parser.parse(value)
+        markdown._style(tokens)
+        expected_block = parser.renderer.render(tokens, parser.options, {}).strip()
+        assert markdown.to_html(value) == neutral(expected_block)

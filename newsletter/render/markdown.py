@@ -7,10 +7,12 @@ its URL so a reader of the text part can still follow it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
 from markdown_it.token import Token
 from markupsafe import Markup
 
@@ -27,6 +29,15 @@ def _parser() -> MarkdownIt:
     parser.enable(["emphasis", "link", "autolink", "list", "newline", "escape", "entity"])
     parser.validateLink = _http_only  # type: ignore[method-assign]
     return parser
+
+
+# Characters that can start Markdown syntax with the rules enabled above. Text without any of them
+# (most headlines, bullets and captions) renders to itself, so the parser is skipped for it.
+_SYNTAX = re.compile(r"[*_\[\]<>&\\`\n\r]|^\s*(?:[-+]|\d{1,9}[.)])(?:\s|$)")
+
+
+def _is_plain(text: str) -> bool:
+    return _SYNTAX.search(text) is None
 
 
 def _http_only(url: str) -> bool:
@@ -47,8 +58,10 @@ def _style(tokens: Sequence[Token]) -> None:
 
 def to_html(text: str) -> Markup:
     """Block Markdown (paragraphs and lists) to inline-styled HTML."""
-    if not text:
+    if not text.strip():
         return Markup("")
+    if _is_plain(text):
+        return Markup(f'<p style="{PARAGRAPH_STYLE}">{neutralise_html(escapeHtml(text.strip()))}</p>')
     parser = _parser()
     tokens = parser.parse(text)
     _style(tokens)
@@ -57,8 +70,10 @@ def to_html(text: str) -> Markup:
 
 def to_inline_html(text: str) -> Markup:
     """One line of Markdown (emphasis and links) without a wrapping paragraph."""
-    if not text:
+    if not text.strip():
         return Markup("")
+    if _is_plain(text):
+        return Markup(neutralise_html(escapeHtml(text.strip())))
     parser = _parser()
     tokens = parser.parseInline(text)
     _style(tokens)
@@ -67,8 +82,10 @@ def to_inline_html(text: str) -> Markup:
 
 def to_text(text: str) -> str:
     """Markdown to plain text: emphasis dropped, links as ``label (url)``, list items as ``- x``."""
-    if not text:
+    if not text.strip():
         return ""
+    if _is_plain(text):
+        return neutralise_text(text.strip())
     tokens = _parser().parse(text)
     blocks: list[tuple[str, bool]] = []  # (text, is a list item)
     prefix_stack: list[list[int]] = []  # one [next number or -1 for bullets] per open list
@@ -99,8 +116,10 @@ def to_text(text: str) -> str:
 
 
 def inline_to_text(text: str) -> str:
-    if not text:
+    if not text.strip():
         return ""
+    if _is_plain(text):
+        return neutralise_text(text.strip())
     return neutralise_text(_inline_text(_parser().parseInline(text)[0].children or []))
 
 
