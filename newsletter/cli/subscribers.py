@@ -1,0 +1,304 @@
+"""``newsletter db ...`` and ``newsletter subscribers ...``: thin commands over ``newsletter.store``.
+
+Every command but ``db upgrade`` opens the database with ``open_database``, which refuses a database
+that is not at the newest migration and names the command that fixes it.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+from sqlalchemy import Engine
+
+from newsletter.cli.app import ConfigOption, app, console, err_console, fail, settings_or_exit
+from newsletter.errors import NewsletterError
+from newsletter.store.db import (
+    current_revision,
+    head_revision,
+    make_engine,
+    open_database,
+    session_scope,
+    upgrade,
+)
+from newsletter.store.importer import ImportSummary, import_csv
+from newsletter.store.models import Subscriber, SubscriberStatus
+from newsletter.store.subscribers import SubscriberRepository
+
+__all__ = ["db_app", "subscribers_app"]
+
+subscribers_app = typer.Typer(help="Manage the subscriber list.", no_args_is_help=True)
+db_app = typer.Typer(help="Create and migrate the database.", no_args_is_help=True)
+app.add_typer(subscribers_app, name="subscribers")
+app.add_typer(db_app, name="db")
+
+EmailArg = Annotated[str, typer.Argument(help="The subscriber's email address.")]
+StatusOption = Annotated[
+    SubscriberStatus | None, typer.Option("--status", case_sensitive=False, help="Only this status.")
+]
+TagOption = Annotated[
+    list[str] | None, typer.Option("--tag", help="Only subscribers with this tag (repeatable).")
+]
+SegmentOption = Annotated[
+    str | None,
+    typer.Option("--segment", help='A tag expression, e.g. "tag:press and not tag:staff".'),
+]
+
+
+@contextmanager
+def _engine(config: Path | None) -> Iterator[Engine]:
+    settings = settings_or_exit(config)
+    try:
+        engine = open_database(settings.database.url)
+    except NewsletterError as exc:
+        fail(exc)
+    try:
+        yield engine
+    except NewsletterError as exc:
+        fail(exc)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _repository(config: Path | None) -> Iterator[SubscriberRepository]:
+    """One transaction around the command: committed if it succeeds, rolled back if not."""
+    with _engine(config) as engine, session_scope(engine) as session:
+        yield SubscriberRepository(session)
+
+
+# -- db ------------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Create the database or migrate it to the newest revision."""
+    settings = settings_or_exit(config)
+    engine = make_engine(settings.database.url)
+    try:
+        before = current_revision(engine)
+        upgrade(engine)
+        after = current_revision(engine)
+    except NewsletterError as exc:
+        fail(exc)
+    finally:
+        engine.dispose()
+    change = "already current" if before == after else f"upgraded from {before or 'empty'}"
+    console.print(f"database at revision {after} ({change})")
+
+
+@db_app.command("current")
+def db_current(config: ConfigOption = None) -> None:
+    """Show the database's revision and the newest one; exit 1 if they differ."""
+    settings = settings_or_exit(config)
+    engine = make_engine(settings.database.url)
+    try:
+        current, head = current_revision(engine), head_revision()
+    finally:
+        engine.dispose()
+    console.print(f"current: {current or 'empty'}\nnewest:  {head}")
+    if current != head:
+        raise typer.Exit(1)
+
+
+# -- subscribers ---------------------------------------------------------------------------------
+
+
+def _tags(subscriber: Subscriber) -> str:
+    return ", ".join(tag.name for tag in subscriber.tags)
+
+
+@subscribers_app.command("add")
+def add(
+    email: EmailArg,
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="A tag (repeatable).")] = None,
+    pending: Annotated[bool, typer.Option(help="Add as pending (awaiting confirmation).")] = False,
+    resubscribe: Annotated[
+        bool, typer.Option(help="The person left earlier and asked to come back.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Add one subscriber; you confirm that they consented."""
+    status = SubscriberStatus.PENDING if pending else SubscriberStatus.ACTIVE
+    with _repository(config) as repo:
+        subscriber = repo.add(email, name=name, tags=tag or [], status=status, resubscribe=resubscribe)
+    console.print(f"added {subscriber.email} ({subscriber.status})", highlight=False)
+
+
+@subscribers_app.command("remove")
+def remove(email: EmailArg, config: ConfigOption = None) -> None:
+    """Unsubscribe an address at once; it is never mailed or re-imported again."""
+    with _repository(config) as repo:
+        subscriber = repo.unsubscribe(email)
+    console.print(f"{subscriber.email} is {subscriber.status}", highlight=False)
+
+
+@subscribers_app.command("forget")
+def forget(
+    email: EmailArg,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Erase everything about an address except a hash that keeps it suppressed."""
+    if not yes and not typer.confirm(f"Erase all data about {email}? This cannot be undone"):
+        raise typer.Exit(1)
+    with _repository(config) as repo:
+        result = repo.forget(email)
+    what = "erased" if result.erased else "was not a subscriber; now"
+    console.print(f"{email.strip()} {what} suppressed ({result.reason})", highlight=False)
+
+
+@subscribers_app.command("show")
+def show(email: EmailArg, config: ConfigOption = None) -> None:
+    """Show one subscriber, with their consent record."""
+    with _repository(config) as repo:
+        subscriber = repo.get_by_email(email)
+        suppression = repo.get_suppression(email) if subscriber is None else None
+    if subscriber is None:
+        detail = (
+            f"; suppressed ({suppression.reason}) since {suppression.created_at:%Y-%m-%d}"
+            if (suppression)
+            else ""
+        )
+        fail(NewsletterError(f"{email.strip()} is not a subscriber{detail}"))
+    table = Table(show_header=False, box=None)
+    for label, value in (
+        ("email", subscriber.email),
+        ("name", subscriber.name),
+        ("status", subscriber.status),
+        ("tags", _tags(subscriber)),
+        ("source", subscriber.source),
+        ("attributes", ", ".join(f"{k}={v}" for k, v in sorted(subscriber.attributes.items()))),
+        ("created", subscriber.created_at),
+        ("confirmed", subscriber.confirmed_at),
+        ("unsubscribed", subscriber.unsubscribed_at),
+        ("consent at", subscriber.consent_at),
+        ("consent how", subscriber.consent_method),
+        ("consent ip", subscriber.consent_ip),
+    ):
+        table.add_row(label, "" if value is None else str(value))
+    console.print(table)
+
+
+@subscribers_app.command("count")
+def count(
+    status: StatusOption = None,
+    tag: TagOption = None,
+    segment: SegmentOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Count subscribers; with no filter, show the count of each status."""
+    with _repository(config) as repo:
+        if status is None and not tag and not segment:
+            for each, n in repo.counts_by_status().items():
+                console.print(f"{each.value:13} {n:>10,}", highlight=False)
+            console.print(f"{'suppressed':13} {repo.count_suppressions():>10,}", highlight=False)
+            return
+        console.print(repo.count(status=status, tags=tag or [], segment=segment))
+
+
+@subscribers_app.command("list")
+def list_(
+    status: StatusOption = None,
+    tag: TagOption = None,
+    segment: SegmentOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 50,
+    config: ConfigOption = None,
+) -> None:
+    """List subscribers, oldest first."""
+    with _repository(config) as repo:
+        found = repo.find(status=status, tags=tag or [], segment=segment, limit=limit)
+    table = Table("email", "name", "status", "tags", "created")
+    for s in found:
+        table.add_row(s.email, s.name or "", s.status.value, _tags(s), f"{s.created_at:%Y-%m-%d}")
+    console.print(table)
+
+
+def _print_summary(summary: ImportSummary) -> None:
+    for warning in summary.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    for reject in summary.rejects:
+        err_console.print(f"{summary.path}:{reject.line}: {reject.reason}", highlight=False)
+    if summary.invalid > len(summary.rejects):
+        err_console.print(f"... and {summary.invalid - len(summary.rejects):,} more bad rows")
+    console.print(
+        f"{summary.rows:,} rows: {summary.added:,} added, {summary.updated:,} updated, "
+        f"{summary.unchanged:,} unchanged, {summary.skipped_total:,} skipped",
+        highlight=False,
+    )
+    for reason, n in sorted(summary.skipped.items()):
+        console.print(f"  skipped, {reason}: {n:,}", highlight=False)
+    if summary.rejects_path is not None:
+        console.print(f"skipped rows written to {summary.rejects_path}", highlight=False)
+
+
+@subscribers_app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="A UTF-8 CSV file with an 'email' column.")],
+    status: Annotated[
+        SubscriberStatus, typer.Option(case_sensitive=False, help="Status of new subscribers.")
+    ] = SubscriberStatus.ACTIVE,
+    tag: Annotated[list[str] | None, typer.Option(help="Tag every imported row.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Import subscribers from CSV. Exit 2 if some rows were bad (the others are imported)."""
+    with (
+        _engine(config) as engine,
+        engine.connect() as conn,
+        Progress(
+            TextColumn("importing"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        ) as progress,
+    ):
+        task = progress.add_task("import", total=file.stat().st_size if file.is_file() else None)
+        summary = import_csv(
+            conn,
+            file,
+            status=status,
+            tags=tag or [],
+            on_progress=lambda done: progress.update(task, completed=done),
+        )
+    _print_summary(summary)
+    if summary.invalid:
+        raise typer.Exit(2)
+
+
+@subscribers_app.command("export")
+def export(
+    out: Annotated[Path | None, typer.Option(help="Write here instead of to stdout.")] = None,
+    status: StatusOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Export subscribers as CSV that `subscribers import` reads back unchanged."""
+    with _repository(config) as repo:
+        header, rows = repo.export_rows(status=status)
+        handle = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
+        try:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            written = sum(1 for row in rows if writer.writerow(row) is not None)
+        finally:
+            if out:
+                handle.close()
+    if out:
+        err_console.print(f"exported {written:,} subscribers to {out}", highlight=False)

@@ -1,0 +1,7 @@
+"""Subscribers and (later) the send ledger in SQL: the only package that talks to the database.
+
+- ``db``: engines (SQLite pragmas), sessions, Alembic upgrade and the newest-revision gate.
+- ``models``: the tables; ``subscribers``: ``SubscriberRepository`` and ``audience()`` for sends.
+- ``importer`` (+ ``bulk``): streaming CSV import; ``segments``: tag expressions compiled to SQL.
+- ``addresses`` and ``privacy``: address normalisation and suppression hashes.
+"""

@@ -1,0 +1,285 @@
+"""``SubscriberRepository``: every query about individual subscribers, lists, counts and export.
+
+It takes a session and never commits; the caller (a CLI command, later a web request) owns the
+transaction. Two rules run through it: a person who left (unsubscribed, bounced, complained) or was
+forgotten is never reactivated except by their own explicit new consent, and leaving always writes a
+suppression hash, which is what survives ``forget``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, delete, func, select, text
+from sqlalchemy.orm import Session, selectinload
+
+from newsletter.errors import NewsletterError
+from newsletter.store.addresses import normalize
+from newsletter.store.models import (
+    LEFT_STATUSES,
+    Subscriber,
+    SubscriberStatus,
+    SubscriberTag,
+    Suppression,
+    SuppressionReason,
+    Tag,
+    utcnow,
+)
+from newsletter.store.privacy import address_hash
+from newsletter.store.segments import audience_filter, compile_segment, normalize_tag
+
+__all__ = [
+    "EXPORT_COLUMNS",
+    "TAG_SEPARATOR",
+    "AlreadySubscribed",
+    "NotFound",
+    "SubscriberRepository",
+    "Suppressed",
+    "audience",
+]
+
+TAG_SEPARATOR = ";"
+EXPORT_COLUMNS = ("email", "name", "status", "tags")
+
+
+class NotFound(NewsletterError):
+    """No subscriber has this address."""
+
+
+class AlreadySubscribed(NewsletterError):
+    """``add`` of an address that is already on the list."""
+
+
+class Suppressed(NewsletterError):
+    """The address left or was forgotten; only the person's own new consent may bring it back."""
+
+
+@dataclass(frozen=True)
+class ForgetResult:
+    erased: bool  #: a subscriber row was deleted
+    reason: SuppressionReason  #: the suppression that now stands for the address
+
+
+def audience(segment: str | None = None) -> Select[Any]:
+    """Ids of the subscribers a send goes to: active ones, optionally narrowed by a segment.
+
+    The deliver stage feeds this to one ``INSERT ... SELECT`` to snapshot the audience.
+    """
+    where: ColumnElement[bool] = Subscriber.status == SubscriberStatus.ACTIVE
+    if segment:
+        where = where & compile_segment(segment)
+    return select(Subscriber.id).where(where)
+
+
+class SubscriberRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # -- single subscribers ------------------------------------------------------------------
+
+    def get_by_email(self, email: str) -> Subscriber | None:
+        normalized = normalize(email).normalized
+        return self.session.scalars(
+            select(Subscriber)
+            .where(Subscriber.email_normalized == normalized)
+            .options(selectinload(Subscriber.tags))
+        ).one_or_none()
+
+    def get_suppression(self, email: str) -> Suppression | None:
+        digest = address_hash(normalize(email).normalized)
+        return self.session.scalars(
+            select(Suppression).where(Suppression.address_hash == digest)
+        ).one_or_none()
+
+    def tags_by_name(self, names: Iterable[str]) -> list[Tag]:
+        """The tags with these (normalised) names, creating the missing ones."""
+        wanted = sorted({normalize_tag(name) for name in names})
+        if not wanted:
+            return []
+        found = {t.name: t for t in self.session.scalars(select(Tag).where(Tag.name.in_(wanted)))}
+        for name in wanted:
+            if name not in found:
+                found[name] = Tag(name=name)
+                self.session.add(found[name])
+        return [found[name] for name in wanted]
+
+    def add(
+        self,
+        email: str,
+        *,
+        name: str | None = None,
+        tags: Sequence[str] = (),
+        status: SubscriberStatus = SubscriberStatus.ACTIVE,
+        source: str = "cli",
+        consent_method: str = "cli",
+        consent_ip: str | None = None,
+        resubscribe: bool = False,
+    ) -> Subscriber:
+        """Add one subscriber with a consent record.
+
+        A suppressed address is refused unless ``resubscribe`` says the person asked to come back;
+        then the suppression is lifted and the old row, if any, is reused.
+        """
+        address = normalize(email)
+        if status in LEFT_STATUSES:
+            raise NewsletterError(f"cannot add a subscriber as {status}")
+        existing = self.get_by_email(address.email)
+        suppression = self.get_suppression(address.email)
+        left = existing is not None and existing.status in LEFT_STATUSES
+        if (suppression is not None or left) and not resubscribe:
+            why: str | None = existing.status if existing is not None and left else None
+            why = why or (suppression.reason if suppression is not None else None)
+            raise Suppressed(
+                f"{address.email} is suppressed ({why}); add --resubscribe only if they asked to come back"
+            )
+        if existing is not None and not left:
+            raise AlreadySubscribed(f"{address.email} is already subscribed ({existing.status})")
+        if suppression is not None:
+            self.session.delete(suppression)
+        now = utcnow()
+        subscriber = existing or Subscriber(
+            email=address.email, email_normalized=address.normalized, attributes={}, created_at=now
+        )
+        subscriber.name = name or subscriber.name
+        subscriber.status = status
+        subscriber.source = subscriber.source or source
+        subscriber.confirmed_at = now if status is SubscriberStatus.ACTIVE else None
+        subscriber.unsubscribed_at = None
+        subscriber.consent_at = now
+        subscriber.consent_method = consent_method
+        subscriber.consent_ip = consent_ip
+        subscriber.tags = sorted(
+            {t.name: t for t in [*subscriber.tags, *self.tags_by_name(tags)]}.values(),
+            key=lambda t: t.name,
+        )
+        if existing is None:
+            self.session.add(subscriber)
+        self.session.flush()
+        return subscriber
+
+    def _suppress(self, normalized: str, reason: SuppressionReason) -> Suppression:
+        digest = address_hash(normalized)
+        suppression = self.session.scalars(
+            select(Suppression).where(Suppression.address_hash == digest)
+        ).one_or_none()
+        if suppression is None:
+            suppression = Suppression(address_hash=digest, reason=reason, created_at=utcnow())
+            self.session.add(suppression)
+        return suppression
+
+    def unsubscribe(self, email: str) -> Subscriber:
+        """Mark the subscriber unsubscribed at once and record the suppression. Idempotent."""
+        subscriber = self.get_by_email(email)
+        if subscriber is None:
+            raise NotFound(f"{email.strip()} is not a subscriber")
+        if subscriber.status not in LEFT_STATUSES:
+            subscriber.status = SubscriberStatus.UNSUBSCRIBED
+            subscriber.unsubscribed_at = utcnow()
+        self._suppress(subscriber.email_normalized, SuppressionReason(subscriber.status.value))
+        self.session.flush()
+        return subscriber
+
+    def forget(self, email: str) -> ForgetResult:
+        """Erase everything about the address but its suppression hash (GDPR art. 17).
+
+        An address that is not on the list is suppressed too: "forget me" also means "and never
+        import me again".
+        """
+        normalized = normalize(email).normalized
+        subscriber = self.session.scalars(
+            select(Subscriber).where(Subscriber.email_normalized == normalized)
+        ).one_or_none()
+        reason = SuppressionReason.FORGOTTEN
+        if subscriber is not None and subscriber.status in LEFT_STATUSES:
+            reason = SuppressionReason(subscriber.status.value)
+        suppression = self._suppress(normalized, reason)
+        if subscriber is not None:
+            # Core delete: the FK cascade removes the tag links without loading them.
+            self.session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
+            self.session.expunge(subscriber)
+        self.session.flush()
+        return ForgetResult(erased=subscriber is not None, reason=suppression.reason)
+
+    # -- many subscribers --------------------------------------------------------------------
+
+    def count(
+        self,
+        *,
+        status: SubscriberStatus | None = None,
+        tags: Sequence[str] = (),
+        segment: str | None = None,
+    ) -> int:
+        where = audience_filter(status=status, tags=list(tags), segment=segment)
+        return self.session.scalar(select(func.count()).select_from(Subscriber).where(where)) or 0
+
+    def counts_by_status(self) -> dict[SubscriberStatus, int]:
+        rows = self.session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()
+        counts = dict.fromkeys(SubscriberStatus, 0)
+        counts.update({status: n for status, n in rows})
+        return counts
+
+    def count_suppressions(self) -> int:
+        return self.session.scalar(select(func.count()).select_from(Suppression)) or 0
+
+    def find(
+        self,
+        *,
+        status: SubscriberStatus | None = None,
+        tags: Sequence[str] = (),
+        segment: str | None = None,
+        limit: int | None = 50,
+    ) -> list[Subscriber]:
+        where = audience_filter(status=status, tags=list(tags), segment=segment)
+        query = (
+            select(Subscriber)
+            .where(where)
+            .order_by(Subscriber.id)
+            .options(selectinload(Subscriber.tags))
+            .limit(limit)
+        )
+        return list(self.session.scalars(query))
+
+    def attribute_keys(self, *, status: SubscriberStatus | None = None) -> list[str]:
+        """Every attribute key in use, sorted: the extra columns of an export."""
+        where = "" if status is None else "WHERE s.status = :status"
+        if self.session.get_bind().dialect.name == "postgresql":
+            sql = f"SELECT DISTINCT jsonb_object_keys(s.attributes) FROM subscribers s {where}"
+        else:
+            sql = f"SELECT DISTINCT j.key FROM subscribers s, json_each(s.attributes) j {where}"
+        params = {} if status is None else {"status": status.value}
+        return sorted(self.session.scalars(text(sql), params))
+
+    def export_rows(
+        self, *, status: SubscriberStatus | None = None, batch: int = 2000
+    ) -> tuple[list[str], Iterator[list[str]]]:
+        """Header and a lazy stream of CSV rows in the format ``import`` reads back unchanged."""
+        keys = [k for k in self.attribute_keys(status=status) if k not in EXPORT_COLUMNS]
+        tags = (
+            select(func.aggregate_strings(Tag.name, TAG_SEPARATOR))
+            .join(SubscriberTag, SubscriberTag.tag_id == Tag.id)
+            .where(SubscriberTag.subscriber_id == Subscriber.id)
+            .scalar_subquery()
+        )
+        query = select(
+            Subscriber.email, Subscriber.name, Subscriber.status, Subscriber.attributes, tags
+        ).order_by(Subscriber.id)
+        if status is not None:
+            query = query.where(Subscriber.status == status)
+
+        def rows() -> Iterator[list[str]]:
+            result = self.session.execute(query.execution_options(yield_per=batch))
+            for email, name, row_status, attributes, tag_names in result:
+                joined = TAG_SEPARATOR.join(sorted((tag_names or "").split(TAG_SEPARATOR)))
+                extra = [_cell(attributes.get(key)) for key in keys]
+                yield [email, name or "", row_status.value, joined.strip(TAG_SEPARATOR), *extra]
+
+        return [*EXPORT_COLUMNS, *keys], rows()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
