@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv and install the project (and, with --test, the test extras). Safe to rerun.
+# pip's output goes to .venv/install.log and is shown only if the install fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -8,7 +9,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 extras=""
 if [ "${1:-}" = "--test" ]; then extras="[test]"; fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras}" 2>&1 \
-  | grep -v "^WARNING: Location" || true
+log=.venv/install.log
+if ! { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip \
+       && .venv/bin/python -m pip install --disable-pip-version-check -e ".${extras}"; } >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "installing the project failed (log above, also in $log)" >&2
+  exit 1
+fi
 .venv/bin/python -c "import newsletter" # fail loudly if the install did not work

@@ -140,12 +140,18 @@ def test_config_from_environment(workdir, monkeypatch):
     assert result.exit_code == 2 and "missing.toml" in result.output
 
 
-def test_demo_renders_the_newest_issue(workdir):
+def test_demo_renders_the_newest_issue_and_imports_sample_subscribers(workdir):
     result = runner.invoke(app, ["demo", "--out", str(workdir / "out")])
     assert result.exit_code == 0, result.output
     newest = sorted((workdir / "issues").glob("*.yaml"))[-1].stem
     assert (workdir / "out" / newest / "email.html").exists()
     assert "email.txt" in result.output
+    assert "30 added" in result.output and "30 active" in result.output
+    assert (workdir / "newsletter.db").exists()
+    again = runner.invoke(app, ["demo", "--out", str(workdir / "out")])
+    assert again.exit_code == 0, again.output
+    assert "0 added, 30 unchanged" in again.output
+    assert runner.invoke(app, ["subscribers", "count", "--tag", "press"]).output.strip() == "6"
 
 
 def test_unknown_command_is_usage_error():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+from newsletter.cli import demo as _demo  # noqa: F401  (registers demo)
 from newsletter.cli import editor as _editor  # noqa: F401  (registers draft/check/preview)
 from newsletter.cli import subscribers as _subscribers  # noqa: F401  (registers db/subscribers)
 from newsletter.cli.app import app

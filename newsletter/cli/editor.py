@@ -1,4 +1,4 @@
-"""Editor commands: ``draft``, ``check``, ``preview`` and ``demo``."""
+"""Editor commands: ``draft``, ``check`` and ``preview``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 
 from newsletter.cli.app import ConfigOption, app, console, err_console, fail, settings_or_exit
 from newsletter.content.checks import check_issue
-from newsletter.content.draft import issue_files, next_send_date, write_draft
+from newsletter.content.draft import next_send_date, write_draft
 from newsletter.content.loader import IssueFileError, Problem, load_issue
 from newsletter.errors import NewsletterError
 from newsletter.preview import write_preview
@@ -88,25 +88,3 @@ def preview(
     console.print(f"Text  {files.text}  {_size(files.text)}")
     for shot in files.screenshots:
         console.print(f"PNG   {shot}")
-
-
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the rendered issue.")] = Path(
-        "out"
-    ),
-    config: ConfigOption = None,
-) -> None:
-    """Run the main job on embedded defaults: render the newest issue and say where it went."""
-    settings = settings_or_exit(config)
-    found = issue_files(settings.paths.issues)
-    if not found:
-        fail(NewsletterError(f"no issue files in {settings.paths.issues}"))
-    newest = found[-1]
-    try:
-        files = write_preview(newest, out / newest.stem, settings.newsletter)
-    except NewsletterError as exc:
-        fail(exc)
-    console.print(f"Rendered {newest}")
-    console.print(f"HTML  {files.html}  {_size(files.html)}")
-    console.print(f"Text  {files.text}  {_size(files.text)}")
