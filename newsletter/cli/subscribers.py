@@ -7,6 +7,7 @@ that is not at the newest migration and names the command that fixes it.
 from __future__ import annotations
 
 import csv
+import enum
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +46,13 @@ subscribers_app = typer.Typer(help="Manage the subscriber list.", no_args_is_hel
 db_app = typer.Typer(help="Create and migrate the database.", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(db_app, name="db")
+
+class ImportStatus(enum.StrEnum):
+    """What an import may make of a new address: nobody is imported as having left."""
+
+    ACTIVE = "active"
+    PENDING = "pending"
+
 
 EmailArg = Annotated[str, typer.Argument(help="The subscriber's email address.")]
 StatusOption = Annotated[
@@ -251,8 +259,8 @@ def _print_summary(summary: ImportSummary) -> None:
 def import_(
     file: Annotated[Path, typer.Argument(help="A UTF-8 CSV file with an 'email' column.")],
     status: Annotated[
-        SubscriberStatus, typer.Option(case_sensitive=False, help="Status of new subscribers.")
-    ] = SubscriberStatus.ACTIVE,
+        ImportStatus, typer.Option(case_sensitive=False, help="Status of new subscribers.")
+    ] = ImportStatus.ACTIVE,
     tag: Annotated[list[str] | None, typer.Option(help="Tag every imported row.")] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -274,7 +282,7 @@ def import_(
         summary = import_csv(
             conn,
             file,
-            status=status,
+            status=SubscriberStatus(status.value),
             tags=tag or [],
             on_progress=lambda done: progress.update(task, completed=done),
         )
