@@ -167,8 +167,11 @@ def forget(
         raise typer.Exit(1)
     with _repository(config) as repo:
         result = repo.forget(email)
-    what = "erased" if result.erased else "was not a subscriber; now"
-    console.print(f"{email.strip()} {what} suppressed ({result.reason})", highlight=False)
+    if result.erased:
+        message = f"erased {email.strip()}; only a hash remains, which keeps it suppressed ({result.reason})"
+    else:
+        message = f"{email.strip()} was not a subscriber; its hash is now suppressed ({result.reason})"
+    console.print(message, highlight=False)
 
 
 @subscribers_app.command("show")

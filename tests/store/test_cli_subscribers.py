@@ -57,7 +57,8 @@ def test_add_show_count_list_remove_forget(cli) -> None:
     assert cli("subscribers", "remove", "ann@example.com").exit_code == 0
     refused = cli("subscribers", "add", "ann@example.com")
     assert refused.exit_code == 1 and "suppressed" in refused.output
-    assert cli("subscribers", "forget", "bob@example.com", "--yes").exit_code == 0
+    forgotten = cli("subscribers", "forget", "bob@example.com", "--yes")
+    assert forgotten.exit_code == 0 and "erased bob@example.com" in forgotten.output
     gone = cli("subscribers", "show", "bob@example.com")
     assert gone.exit_code == 1 and "suppressed (forgotten)" in gone.output
     assert cli("subscribers", "remove", "nobody@example.com").exit_code == 1
