@@ -39,9 +39,11 @@ import hashlib
 import json
 import os
 import pickle
+import queue
 import re
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -541,7 +543,10 @@ def _read_in_subprocess(
     """:func:`_read` in a child process, so validation runs on a second core beside the writes.
 
     Batches come back pickled over a pipe, whose small buffer keeps the child at most about a chunk
-    ahead: memory stays bounded. If this process dies, the child's next write fails and it exits.
+    ahead: memory stays bounded. A thread of this process unpickles the next batch while the caller
+    works on the current one (mostly waiting for the database, which releases the GIL), so neither
+    the transfer nor the unpickling is on the critical path; it loads one batch ahead, no more. If
+    this process dies, the child's next write fails and it exits.
     """
     command = [
         sys.executable,
@@ -554,22 +559,44 @@ def _read_in_subprocess(
     ]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert child.stdout is not None and child.stderr is not None
-    try:
-        while True:
+    stdout = child.stdout
+    wanted: queue.SimpleQueue[bool] = queue.SimpleQueue()  # True: load one more; False: stop
+    loaded: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()  # (ok, item or exception)
+
+    def load() -> None:
+        while wanted.get():
             try:
-                item = pickle.load(child.stdout)
-            except EOFError:
-                error = child.stderr.read().decode(errors="replace").strip()
-                raise NewsletterError(f"the CSV reader process failed: {error}") from None
+                item = pickle.load(stdout)
+            except BaseException as exc:  # handed over to the generator, which raises it
+                loaded.put((False, exc))
+                return
+            loaded.put((True, item))
+            if item is None or isinstance(item, NewsletterError):
+                return
+
+    loader = threading.Thread(target=load, name="newsletter-import-reader", daemon=True)
+    loader.start()
+    try:
+        wanted.put(True)
+        while True:
+            ok, item = loaded.get()
+            if not ok:
+                if isinstance(item, EOFError):
+                    error = child.stderr.read().decode(errors="replace").strip()
+                    raise NewsletterError(f"the CSV reader process failed: {error}") from None
+                raise item
             if item is None:
                 return
             if isinstance(item, NewsletterError):
                 raise item
+            wanted.put(True)  # the next batch loads while the caller writes this one
             yield item
     finally:
+        wanted.put(False)
         if child.poll() is None:
             child.kill()
         child.wait()
+        loader.join()  # the child is gone: a pending load ends with EOFError
         child.stdout.close()
         child.stderr.close()
 

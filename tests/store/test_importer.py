@@ -398,3 +398,17 @@ def test_special_characters_survive_staging(engine: Engine, tmp_path: Path, para
     assert rows["ann@example.com"][4] == (("note", note),)
     assert rows["bob@example.com"][1] == "\\N"
     assert counts(run(engine, path, parallel=parallel)) == (0, 0, 2, {})
+
+
+def test_reader_process_batches_match_and_stop_when_abandoned(tmp_path: Path) -> None:
+    from newsletter.store.importer import _read, _read_in_subprocess
+
+    path = tmp_path / "many.csv"
+    lines = "".join(f"u{i}@example.com,U {i}\n" for i in range(200))
+    path.write_text("email,name\n" + lines, encoding="utf-8")
+    for copy in (False, True):
+        expected = list(_read(path, frozenset(), 30, copy))
+        assert list(_read_in_subprocess(path, frozenset(), 30, copy)) == expected
+    batches = _read_in_subprocess(path, frozenset(), 10, True)
+    assert next(batches)[1][0][2] == "u0@example.com"
+    batches.close()  # stops the reader process and the loading thread without hanging
