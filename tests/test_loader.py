@@ -108,3 +108,13 @@ def test_missing_and_undecodable_files(tmp_path):
 def test_empty_and_non_mapping_documents(write_issue):
     assert "empty" in problems_of(write_issue(""))[0]
     assert "mapping" in problems_of(write_issue("- a\n- b\n"))[0]
+
+
+def test_urls_cannot_carry_slot_markers(write_issue):
+    """A bare %% is not valid percent-encoding, and would let a link collect recipients' slots."""
+    bad = "https://tracker.example.net/?u=%%unsubscribe_url%%&e=%%email%%"
+    path = write_issue(EVERY_KIND.replace("https://news.example.com/lead-1", bad))
+    (problem,) = problems_of(path)
+    assert "sections[0].items[0].url: '%' must start a percent-escape" in problem
+    good = "https://news.example.com/a%20b?q=%C3%A9"
+    assert load_issue(write_issue(EVERY_KIND.replace("https://news.example.com/lead-1", good)))

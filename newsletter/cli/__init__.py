@@ -6,14 +6,27 @@ from __future__ import annotations
 
 import sys
 
+from sqlalchemy.exc import DBAPIError
+
 from newsletter.cli import demo as _demo  # noqa: F401  (registers demo)
 from newsletter.cli import editor as _editor  # noqa: F401  (registers draft/check/preview)
 from newsletter.cli import subscribers as _subscribers  # noqa: F401  (registers db/subscribers)
-from newsletter.cli.app import app
+from newsletter.cli.app import app, err_console
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Console-script entry point."""
-    sys.exit(app())
+    """Console-script entry point; the last line of defence against a traceback for the user.
+
+    Commands turn expected failures into ``NewsletterError`` themselves; what reaches here is the
+    environment failing (a database that cannot be reached, a disk that refuses a write).
+    """
+    try:
+        sys.exit(app())
+    except DBAPIError as exc:
+        err_console.print(f"[bold red]error:[/] database error: {exc.orig or exc}")
+        sys.exit(1)
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(1)

@@ -183,7 +183,8 @@ class Bulk:
             added = self.conn.exec_driver_sql(
                 f"INSERT INTO subscribers ({_SUBSCRIBER_COLUMNS}) "
                 "SELECT email, normalized, name, status, ?, attributes, ?, "
-                "CASE WHEN status = 'active' THEN ? END, CASE WHEN status = 'unsubscribed' THEN ? END, "
+                "CASE WHEN status = 'active' THEN ? END, "
+                f"CASE WHEN status IN {_LEFT} THEN ? END, "
                 f"?, ? FROM {STAGE} WHERE true ORDER BY line ON CONFLICT (email_normalized) DO NOTHING",
                 (source, at, at, at, at, source),
             ).rowcount
@@ -347,7 +348,7 @@ class PostgresBulk(Bulk):
                 INSERT INTO subscribers ({_SUBSCRIBER_COLUMNS})
                 SELECT email, normalized, name, status, %(source)s, attributes::jsonb, %(now)s,
                     CASE WHEN status = 'active' THEN %(now)s END,
-                    CASE WHEN status = 'unsubscribed' THEN %(now)s END, %(now)s, %(source)s
+                    CASE WHEN status IN {_LEFT} THEN %(now)s END, %(now)s, %(source)s
                 FROM new ORDER BY line
                 ON CONFLICT (email_normalized) DO NOTHING RETURNING id, email_normalized
             ), linked AS (

@@ -82,6 +82,7 @@ EMAIL_COLUMNS = ("email", "e_mail", "email_address", "mail")
 NAME_COLUMNS = ("name", "full_name")
 TAGS_COLUMN = "tags"
 STATUS_COLUMN = "status"
+REJECTS_COLUMNS = ("line", "reason")  # added by the rejects file, so a fixed one imports cleanly
 _TAG_SPLIT = re.compile(r"[;,]")
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _HEADER_SPACE = re.compile(r"[\s\-]+")
@@ -180,6 +181,9 @@ def _map_header(path: Path, header: list[str]) -> tuple[_Columns, list[str]]:
         if not key:
             warnings.append(f"column {index + 1} has no header; its values are ignored")
             continue
+        if key in REJECTS_COLUMNS:
+            warnings.append(f"column {header[index]!r} comes from a rejects file; its values are ignored")
+            continue
         attributes.append((index, key))
     return _Columns(header, email, name, tags, status, tuple(attributes)), warnings
 
@@ -197,7 +201,9 @@ class _RejectsWriter:
 
     def __init__(self, path: Path, header: list[str]) -> None:
         self.path = path
-        self.header = header
+        # A rejects file re-imported after fixing keeps one line/reason pair, not two.
+        self.keep = [i for i, cell in enumerate(header) if cell.strip().lower() not in REJECTS_COLUMNS]
+        self.header = [header[i] for i in self.keep]
         self.handle: IO[str] | None = None
         self.writer: Any = None
 
@@ -206,8 +212,7 @@ class _RejectsWriter:
             self.handle = self.path.open("w", encoding="utf-8", newline="")
             self.writer = csv.writer(self.handle)
             self.writer.writerow([*self.header, "line", "reason"])
-        padded = cells + [""] * (len(self.header) - len(cells))
-        self.writer.writerow([*padded, line, reason])
+        self.writer.writerow([*(cells[i] if i < len(cells) else "" for i in self.keep), line, reason])
 
     def close(self) -> None:
         if self.handle is not None:
@@ -229,7 +234,6 @@ class _Importer:
         self.rejects = rejects
         self.default_status = default_status
         self.source = source
-        self.dialect = conn.dialect.name
         self.bulk = bulk_for(conn)
         self.tag_ids: dict[str, int] = {}
 
@@ -268,9 +272,16 @@ class _Importer:
             default_status=self.default_status.value,
             any_left=any_left,
         )
+        leaving: list[_Row] = []
         for line, first_line in found.duplicates:
             row = by_line[line]
-            self.skip(line, row[1], f"duplicate of line {first_line}", "duplicate in file", bad=False)
+            reason = f"duplicate of line {first_line}"
+            if row[5] in _LEFT_VALUES:  # a later row saying the person left is still honoured
+                leaving.append(row)
+                reason += f"; its status {row[5]} was applied"
+            self.skip(line, row[1], reason, "duplicate in file", bad=False)
+        if leaving:
+            self.apply_leaving(leaving, now)
         for line in found.suppressed:
             reason = "suppressed (unsubscribed or forgotten earlier)"
             self.skip(line, by_line[line][1], reason, "suppressed", bad=False)
@@ -287,6 +298,23 @@ class _Importer:
         if created:  # an import creates a tag only to link it: not for skipped rows alone
             for name in self.bulk.drop_unused_tags(created):
                 del self.tag_ids[name]
+
+    def apply_leaving(self, rows: list[_Row], now: dt.datetime) -> None:
+        """Rows repeating an address an earlier chunk wrote, with a leaving status: apply it.
+
+        First occurrence wins for everything else, but never over someone's leaving: that would
+        keep mailing a person the file itself says has left.
+        """
+        self.conn.execute(
+            update(Subscriber)
+            .where(
+                Subscriber.email_normalized == bindparam("b_key"),
+                Subscriber.status.not_in(list(LEFT_STATUSES)),
+            )
+            .values(status=bindparam("b_status"), unsubscribed_at=bindparam("b_at")),
+            [{"b_key": row[3], "b_status": SubscriberStatus(str(row[5])), "b_at": now} for row in rows],
+        )
+        self.bulk.suppress([(row[9], str(row[5])) for row in rows], now=now)
 
     def ensure_tags(self, cells: set[str]) -> list[int]:
         """Create the tags named in these JSON arrays that this run has not met yet, before the
@@ -505,6 +533,10 @@ def _batch(items: list[_Row | _Reject], copy: bool) -> tuple[list[_Reject], list
             first[item[3]] = item
         else:
             reason = f"duplicate of line {earlier[0]}"
+            if item[5] in _LEFT_VALUES and earlier[5] not in _LEFT_VALUES:
+                # The first row wins, except over a later row saying the person left.
+                first[item[3]] = (*earlier[:5], item[5], *earlier[6:])
+                reason += f"; its status {item[5]} was applied"
             duplicates.append(_Reject(item[0], item[1], reason, "duplicate in file", bad=False))
     rows = list(first.values())
     return rejects + duplicates, rows, _copy_text(rows) if copy and rows else None

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.errors import BadInput
-from newsletter.store.importer import ImportSummary, import_csv
+from newsletter.store.importer import ImportSummary, import_csv, rejects_path_for
 from newsletter.store.models import Subscriber, SubscriberStatus, SubscriberTag, Suppression, Tag
 from newsletter.store.subscribers import SubscriberRepository
 
@@ -412,3 +412,33 @@ def test_reader_process_batches_match_and_stop_when_abandoned(tmp_path: Path) ->
     batches = _read_in_subprocess(path, frozenset(), 10, True)
     assert next(batches)[1][0][2] == "u0@example.com"
     batches.close()  # stops the reader process and the loading thread without hanging
+
+
+@pytest.mark.parametrize("chunk_size", [10, 1], ids=["same chunk", "later chunk"])
+def test_a_later_duplicate_saying_the_person_left_is_honoured(
+    engine: Engine, repo: SubscriberRepository, write_csv, chunk_size: int
+) -> None:
+    path = write_csv("email,name,status\nann@example.com,Ann,\nANN@example.com,,unsubscribed\n")
+    summary = run(engine, path, chunk_size=chunk_size)
+    assert summary.skipped == {"duplicate in file": 1}
+    assert state(engine)["ann@example.com"][2] == "unsubscribed"
+    assert repo.get_suppression("ann@example.com") is not None
+    rejects = rejects_path_for(path).read_text()
+    assert "duplicate of line 2; its status unsubscribed was applied" in rejects
+    # and the reverse order keeps the first row's leaving status
+    again = write_csv("email,name,status\nbob@example.com,Bob,bounced\nbob@example.com,Bob,active\n")
+    run(engine, again, chunk_size=chunk_size)
+    assert state(engine)["bob@example.com"][2] == "bounced"
+
+
+def test_a_fixed_rejects_file_imports_without_its_line_and_reason_columns(engine: Engine, write_csv) -> None:
+    path = write_csv("email,name,city\nann@@example.com,Ann,Paris\n")
+    run(engine, path)
+    rejects = rejects_path_for(path)
+    assert rejects.read_text().splitlines()[0] == "email,name,city,line,reason"
+    fixed = rejects.with_name("fixed.csv")
+    fixed.write_text(rejects.read_text().replace("ann@@example.com", "ann@example.com"))
+    summary = run(engine, fixed)
+    assert summary.added == 1
+    assert state(engine)["ann@example.com"][4] == (("city", "Paris"),)
+    assert any("rejects file" in warning for warning in summary.warnings)

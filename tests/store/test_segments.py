@@ -50,4 +50,6 @@ def test_syntax_errors_name_the_position(source: str, position: int, message: st
 def test_segments_compile_to_sql_exists_subqueries() -> None:
     sql = str(audience("tag:press and not tag:staff").compile())
     assert "EXISTS" in sql and "subscriber_tags" in sql and "NOT" in sql
-    assert "status" in str(compile_segment("status:active").compile())
+    compiled = compile_segment("status:pending").compile()
+    assert "subscribers.status = :status_1" in str(compiled)
+    assert compiled.params["status_1"] == "pending"
