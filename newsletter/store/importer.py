@@ -132,12 +132,14 @@ def check_encoding(path: Path, *, block: int = 1 << 20) -> None:
             raise BadInput(f"{path}: the file is UTF-16, not UTF-8; save it as UTF-8 (CSV UTF-8)")
         handle.seek(0)
         while data := handle.read(block):
+            pending = decoder.getstate()[0]  # the start of a character split across blocks
             try:
                 decoder.decode(data)
             except UnicodeDecodeError as exc:
-                line += data.count(b"\n", 0, exc.start)
+                # exc.start counts from the carried-over bytes, which hold no newline.
+                line += data.count(b"\n", 0, max(exc.start - len(pending), 0))
                 raise BadInput(
-                    f"{path}:{line}: the file is not UTF-8 (byte 0x{data[exc.start]:02x}); "
+                    f"{path}:{line}: the file is not UTF-8 (byte 0x{(pending + data)[exc.start]:02x}); "
                     "save it as UTF-8 (CSV UTF-8) and import it again"
                 ) from None
             line += data.count(b"\n")

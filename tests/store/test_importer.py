@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.errors import BadInput
-from newsletter.store.importer import ImportSummary, import_csv, rejects_path_for
+from newsletter.store.importer import ImportSummary, check_encoding, import_csv, rejects_path_for
 from newsletter.store.models import Subscriber, SubscriberStatus, SubscriberTag, Suppression, Tag
 from newsletter.store.subscribers import SubscriberRepository
 
@@ -442,3 +442,13 @@ def test_a_fixed_rejects_file_imports_without_its_line_and_reason_columns(engine
     assert summary.added == 1
     assert state(engine)["ann@example.com"][4] == (("city", "Paris"),)
     assert any("rejects file" in warning for warning in summary.warnings)
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 4, 5, 1 << 20])
+def test_encoding_error_names_the_right_line_and_byte_at_any_block_size(tmp_path: Path, block: int) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes(b"email\nab@x.org\nabc\xc3(@x.org\n")
+    with pytest.raises(BadInput) as caught:
+        check_encoding(path, block=block)
+    assert f"{path}:3: the file is not UTF-8 (byte 0x" in str(caught.value)
+    assert "(byte 0xc3)" in str(caught.value)
