@@ -78,6 +78,27 @@ def _issue(value: str) -> m.Issue:
                     )
                 ],
             ),
+            m.StatementSection(
+                kind="statement",
+                title=value,
+                author=value,
+                role=value,
+                body=value,
+                actions=m.ActionList(intro=value, items=[value]),
+            ),
+            m.PhotosSection(
+                kind="photos",
+                title=value,
+                photos=[
+                    m.Image(src="https://images.example.org/b.jpg", alt=value, caption=value, credit=value)
+                ],
+            ),
+            m.FigureSection(kind="figure", title=value, value=value, text=value, source=value),
+            m.OpedsSection(
+                kind="opeds",
+                title=value,
+                items=[m.Oped(title=value, author=value, outlet=value, excerpt=value, url="https://o.example/")],
+            ),
             m.TestimoniesSection(
                 kind="testimonies",
                 title=value,
