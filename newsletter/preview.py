@@ -25,9 +25,8 @@ def write_preview(
     rendered = render_issue(load_issue(issue_path).issue, settings)
     shots: list[Path] = []
     if screenshots:
-        from newsletter.render.screenshot import screenshot_html
+        from newsletter.render.screenshot import screenshot_html  # Playwright loads only when asked
 
-        out_dir.mkdir(parents=True, exist_ok=True)
         shots = screenshot_html(rendered.html, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path, text_path = out_dir / "email.html", out_dir / "email.txt"

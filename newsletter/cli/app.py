@@ -32,6 +32,11 @@ ConfigOption = Annotated[
 ]
 
 
+def file_line(label: str, path: Path) -> str:
+    """``HTML  out/email.html  69.7 KB``: what a command wrote, with its size."""
+    return f"{label:5} {path}  {path.stat().st_size / 1024:.1f} KB"
+
+
 def settings_or_exit(config: Path | None) -> Settings:
     try:
         return load_settings(config)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli.app import ConfigOption, app, console, fail, settings_or_exit
+from newsletter.cli.app import ConfigOption, app, console, fail, file_line, settings_or_exit
 from newsletter.demo import run_demo
 from newsletter.errors import NewsletterError
 
@@ -25,8 +25,8 @@ def demo(
         fail(exc)
     preview, imported = result.preview, result.imported
     console.print(f"Rendered {result.issue}")
-    console.print(f"  HTML  {preview.html}  {preview.html.stat().st_size / 1024:.1f} KB")
-    console.print(f"  Text  {preview.text}  {preview.text.stat().st_size / 1024:.1f} KB")
+    console.print("  " + file_line("HTML", preview.html))
+    console.print("  " + file_line("Text", preview.text))
     console.print(
         f"Subscribers in {result.database_url}: {imported.added} added, {imported.unchanged} unchanged "
         f"from {imported.path}; {result.active} active"

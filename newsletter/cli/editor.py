@@ -9,16 +9,12 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli.app import ConfigOption, app, console, err_console, fail, settings_or_exit
+from newsletter.cli.app import ConfigOption, app, console, err_console, fail, file_line, settings_or_exit
 from newsletter.content.checks import check_issue
 from newsletter.content.draft import next_send_date, write_draft
 from newsletter.content.loader import IssueFileError, Problem, load_issue
 from newsletter.errors import NewsletterError
 from newsletter.preview import write_preview
-
-
-def _size(path: Path) -> str:
-    return f"{path.stat().st_size / 1024:.1f} KB"
 
 
 @app.command()
@@ -84,7 +80,7 @@ def preview(
         files = write_preview(issue, out, settings.newsletter, screenshots=screenshot)
     except NewsletterError as exc:
         fail(exc)
-    console.print(f"HTML  {files.html}  {_size(files.html)}")
-    console.print(f"Text  {files.text}  {_size(files.text)}")
+    console.print(file_line("HTML", files.html))
+    console.print(file_line("Text", files.text))
     for shot in files.screenshots:
         console.print(f"PNG   {shot}")

@@ -21,6 +21,7 @@ from newsletter.content.model import (
     TestimoniesSection,
 )
 from newsletter.errors import NewsletterError
+from newsletter.render.email import render_issue
 
 SUBJECT_MAX = 80
 HTML_WARN_BYTES = 80 * 1024
@@ -139,8 +140,6 @@ def _duplicate_links(loaded: LoadedIssue) -> Iterator[Problem]:
 
 
 def _size(loaded: LoadedIssue, settings: NewsletterSettings) -> Iterator[Problem]:
-    from newsletter.render.email import render_issue
-
     try:
         rendered = render_issue(loaded.issue, settings)
     except NewsletterError as exc:

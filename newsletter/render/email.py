@@ -14,7 +14,7 @@ from newsletter.content.model import Issue, Section, StoriesSection
 from newsletter.errors import NewsletterError
 from newsletter.render.slots import slots_in
 from newsletter.render.templates import environment
-from newsletter.render.text import render_text
+from newsletter.render.text import long_date, render_text
 
 
 class RenderError(NewsletterError):
@@ -48,7 +48,7 @@ def render_mjml(issue: Issue, settings: NewsletterSettings) -> str:
         issue=issue,
         newsletter=settings,
         archive_url=settings.archive_url(issue.date),
-        issue_date=f"{issue.date:%B} {issue.date.day}, {issue.date.year}",
+        issue_date=long_date(issue.date),
         section_template=section_template,
     )
 

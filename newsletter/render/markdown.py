@@ -62,10 +62,7 @@ def to_html(text: str) -> Markup:
         return Markup("")
     if _is_plain(text):
         return Markup(f'<p style="{PARAGRAPH_STYLE}">{neutralise_html(escapeHtml(text.strip()))}</p>')
-    parser = _parser()
-    tokens = parser.parse(text)
-    _style(tokens)
-    return Markup(neutralise_html(parser.renderer.render(tokens, parser.options, {}).strip()))
+    return _render(_parser().parse(text))
 
 
 def to_inline_html(text: str) -> Markup:
@@ -74,8 +71,11 @@ def to_inline_html(text: str) -> Markup:
         return Markup("")
     if _is_plain(text):
         return Markup(neutralise_html(escapeHtml(text.strip())))
+    return _render(_parser().parseInline(text))
+
+
+def _render(tokens: list[Token]) -> Markup:
     parser = _parser()
-    tokens = parser.parseInline(text)
     _style(tokens)
     return Markup(neutralise_html(parser.renderer.render(tokens, parser.options, {}).strip()))
 

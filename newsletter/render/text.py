@@ -6,6 +6,7 @@ in the HTML is missing here, and the layout reads well in a terminal mail client
 
 from __future__ import annotations
 
+import datetime as dt
 import textwrap
 from collections.abc import Callable
 from functools import lru_cache
@@ -61,6 +62,11 @@ def _wrapper(initial_indent: str, subsequent_indent: str) -> textwrap.TextWrappe
         break_long_words=False,
         break_on_hyphens=False,
     )
+
+
+def long_date(day: dt.date) -> str:
+    """"November 27, 2026": how the masthead of both parts dates an issue."""
+    return f"{day:%B} {day.day}, {day.year}"
 
 
 def _plain(text: str) -> str:
@@ -199,7 +205,7 @@ def render_text(issue: Issue, settings: NewsletterSettings) -> str:
         RULE,
         _wrap(settings.name.upper()),
         _wrap(title),
-        f"{issue.date:%B} {issue.date.day}, {issue.date.year}",
+        long_date(issue.date),
         RULE,
     ]
     for section in issue.sections:
