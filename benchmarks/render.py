@@ -1,9 +1,9 @@
 """Render benchmark: the whole email pipeline, and mjml-python against the official MJML compiler.
 
-Renders the largest sample issue (Jinja2 -> MJML -> HTML, plus the plain-text part) ``--runs``
-times and prints the median, with the split per stage. In the same run it compiles the same MJML
-with the official compiler (npm ``mjml``) in one long-lived node process, so node start-up and
-module loading are paid once and only compiles are compared, and prints the ratio.
+Renders the largest sample issue shipped in the package (Jinja2 -> MJML -> HTML, plus the plain-text
+part) ``--runs`` times and prints the median, with the split per stage. In the same run it compiles
+the same MJML with the official compiler (npm ``mjml``) in one long-lived node process, so node
+start-up and module loading are paid once and only compiles are compared, and prints the ratio.
 
 Targets: pipeline median under 10 ms; mjml-python at least 10x faster than the official compiler.
 
@@ -26,11 +26,11 @@ from typing import Any
 
 from newsletter.config import Settings
 from newsletter.content.loader import load_issue
+from newsletter.demo import SAMPLE_ISSUES_DIR
 from newsletter.render.email import compile_mjml, render_issue, render_mjml
 from newsletter.render.text import render_text
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 SERVER = HERE / "mjml_server.js"
 PYTHON_WARMUPS = 3
 # V8 needs more calls than CPython before its JIT settles; a fair comparison waits for it.
@@ -64,10 +64,11 @@ def median_ms(func: Callable[[], object], runs: int, warmups: int = PYTHON_WARMU
 
 
 def largest_issue() -> Path:
-    """The biggest sample file: the most content, so the worst case a real week produces."""
-    issues = sorted((ROOT / "issues").glob("*.yaml"))
+    """The biggest sample shipped in the package: the most content, so the worst case a real week
+    produces. Never an editor's file in issues/, which may be a half-written draft."""
+    issues = sorted(SAMPLE_ISSUES_DIR.glob("*.yaml"))
     if not issues:
-        raise SystemExit(f"no sample issues in {ROOT / 'issues'}")
+        raise SystemExit(f"no sample issues in {SAMPLE_ISSUES_DIR}")
     return max(issues, key=lambda path: path.stat().st_size)
 
 
@@ -155,7 +156,7 @@ def verdict(ok: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=50, help="timed runs per measurement (default 50)")
-    parser.add_argument("--issue", type=Path, help="issue file (default: the largest in issues/)")
+    parser.add_argument("--issue", type=Path, help="issue file (default: the packaged sample)")
     parser.add_argument("--skip-node", action="store_true", help="do not run the official compiler")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)

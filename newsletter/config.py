@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
 
 from newsletter.errors import ConfigError
+from newsletter.urls import HttpUrl, http_url
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_CONFIG_NAME = "newsletter.toml"
@@ -39,10 +40,10 @@ class NewsletterSettings(_Section):
     postal_address: str = Field(
         default="Example Organisation, 1 Example Street, Washington, DC 20001, USA", min_length=1
     )
-    base_url: str = "http://127.0.0.1:8000"
+    base_url: HttpUrl = "http://127.0.0.1:8000"
     list_id: str = "weekly.example.org"
     language: str = "en"
-    logo_url: str | None = None
+    logo_url: HttpUrl | None = None
     why_subscribed: str = "You are receiving this email because you subscribed to our weekly newsletter."
     send_weekday: str = "friday"
     send_time: dt.time = dt.time(9, 0)
@@ -50,10 +51,15 @@ class NewsletterSettings(_Section):
 
     @field_validator("base_url")
     @classmethod
-    def _absolute_http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an absolute http(s) URL")
+    def _no_trailing_slash(cls, value: str) -> str:
+        """Archive links are built as ``{base_url}/issues/...``; a trailing slash would double."""
         return value.rstrip("/")
+
+    @field_validator("logo_url", mode="before")
+    @classmethod
+    def _blank_is_no_logo(cls, value: object) -> object:
+        """``NEWSLETTER_NEWSLETTER_LOGO_URL=`` (or ``logo_url = ""``) means no logo, not a bad URL."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("send_weekday")
     @classmethod
@@ -89,10 +95,70 @@ class PathsSettings(_Section):
     issues: Path = Path("issues")
 
 
+class EspSettings(_Section):
+    """Which email service provider delivers, and how hard to push it.
+
+    Secrets are never here: ``token_env`` and ``password_env`` name the environment variables that
+    hold them.
+    """
+
+    #: ``outbox``, ``smtp``, ``postmark``: ``delivery/esp/registry.py`` is the list.
+    provider: str = "outbox"
+    #: The provider's API base URL (a fake ESP's, in tests); empty for the provider's own.
+    base_url: str = ""
+    #: Recipients per request; 0 for the provider's maximum (Postmark 500).
+    batch_size: int = Field(default=0, ge=0)
+    #: Messages per second for this process, 0 for no limit (the provider's account limits).
+    rate: float = Field(default=0.0, ge=0)
+    #: Batches in flight at once (``send --workers`` overrides).
+    workers: int = Field(default=1, ge=1, le=64)
+    #: Seconds to wait for the provider's answer; past it the batch's outcome is unknown.
+    timeout: float = Field(default=30.0, gt=0)
+    #: How long a claimed batch may stay in flight before it counts as abandoned (unknown).
+    lease_seconds: int = Field(default=600, ge=30)
+    #: Where the outbox writes its .eml files.
+    outbox_dir: Path = Path("outbox")
+    #: The environment variable holding the API token (Postmark's server token).
+    token_env: str = "POSTMARK_TOKEN"
+    #: Postmark: the message stream for broadcasts; and whether to send through a per-issue
+    #: template (the body travels once per send) rather than a full body per message.
+    message_stream: str = "broadcast"
+    templates: bool = True
+    #: SMTP relay.
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, ge=1, le=65535)
+    tls: str = "none"
+    username: str = ""
+    password_env: str = "SMTP_PASSWORD"
+    #: The mailto: of List-Unsubscribe; default the reply-to address.
+    unsubscribe_mailto: str = ""
+
+    @field_validator("provider")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.strip().lower()
+
+    @field_validator("tls")
+    @classmethod
+    def _tls_mode(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("starttls", "tls", "none"):
+            raise ValueError("must be starttls, tls or none")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        """Empty means the provider's own; anything else follows the one URL rule of ``newsletter.urls``."""
+        value = value.strip()
+        return http_url(value).rstrip("/") if value else ""
+
+
 class Settings(_Section):
     newsletter: NewsletterSettings = NewsletterSettings()
     database: DatabaseSettings = DatabaseSettings()
     paths: PathsSettings = PathsSettings()
+    esp: EspSettings = EspSettings()
     source: Path | None = None
 
 
@@ -125,16 +191,32 @@ def find_config_file(explicit: Path | None = None, environ: dict[str, str] | Non
     return local if local.is_file() else None
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The file's tables; an unreadable, non-UTF-8 or malformed file is a :class:`ConfigError` (exit 2)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")  # Notepad writes a BOM
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        byte = raw[exc.start]
+        message = f"not UTF-8 text (byte {exc.start}, on line {line}, is {byte:#04x}); save it as UTF-8"
+        raise ConfigError(f"{path}: {message}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
 def load_settings(explicit: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Read, overlay and validate the configuration; every bad key is named in the error."""
     environ = dict(os.environ) if environ is None else environ
     path = find_config_file(explicit, environ)
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        data = _read_toml(path)
     data = _apply_env(data, environ)
     if path is not None:
         data["source"] = path

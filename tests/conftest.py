@@ -1,15 +1,85 @@
-"""Shared fixtures: settings on embedded defaults and the sample issues kept in ``issues/``."""
+"""Shared fixtures and rules for every test.
+
+- Issue files come from ``tests/fixtures/issues/`` (copies of the sample issues), never from the
+  live ``issues/`` folder, where editors keep work in progress.
+- No ``NEWSLETTER_*`` variable of the shell that runs the tests reaches a test or a process it
+  starts (a ``NEWSLETTER_DATABASE_URL`` would send test data to that database), except
+  ``NEWSLETTER_TEST_POSTGRES_URL``, which names the tests' own PostgreSQL server.
+- In CI (``CI=true``) a skipped PostgreSQL or browser test is a failure: both paths must really run.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from newsletter.config import NewsletterSettings, Settings
 
+#: The database fixtures (``db_url``, ``engine``, ``session``, ``repo``, …) for every folder, and
+#: pytester: tests/test_ci.py runs small suites under the hook below.
+pytest_plugins = ["tests.databases", "pytester"]
+
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_ISSUES = sorted((ROOT / "issues").glob("*.yaml"))
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURE_ISSUES_DIR = FIXTURES / "issues"
+SAMPLE_ISSUES = sorted(FIXTURE_ISSUES_DIR.glob("*.yaml"))
+
+#: ``NEWSLETTER_*`` variables the tests may read from the shell.
+KEPT_VARIABLES = frozenset({"NEWSLETTER_TEST_POSTGRES_URL"})
+#: Markers whose tests must not be skipped in CI, with what a skip there means.
+REQUIRED_IN_CI = {
+    "postgres": "PostgreSQL test skipped in CI (CI=true)",
+    "browser": "browser test skipped in CI (CI=true)",
+}
+
+
+def clean_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``environ`` (default: ``os.environ``) without the newsletter's settings: for subprocesses."""
+    environ = os.environ if environ is None else environ
+    return {
+        name: value
+        for name, value in environ.items()
+        if not name.startswith("NEWSLETTER_") or name in KEPT_VARIABLES
+    }
+
+
+def _clear_newsletter_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("NEWSLETTER_") and name not in KEPT_VARIABLES:
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_without_newsletter_variables() -> Iterator[None]:
+    """Also for session fixtures, which are set up before any function fixture."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _clear_newsletter_variables(monkeypatch)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _without_newsletter_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Again for each test, in case something set one outside ``monkeypatch``."""
+    _clear_newsletter_variables(monkeypatch)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """In CI a skipped PostgreSQL or browser test fails: those paths must really be tested."""
+    outcome: Any = yield
+    report = outcome.get_result()
+    if not (report.skipped and os.environ.get("CI") == "true"):
+        return
+    for marker, message in REQUIRED_IN_CI.items():
+        if item.get_closest_marker(marker):
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+            report.outcome = "failed"
+            report.longrepr = f"{message}: {reason}"
+            return
 
 
 @pytest.fixture

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT, clean_environment
 
 
 def test_render_benchmark_prints_median_and_exits_zero() -> None:
@@ -16,6 +15,7 @@ def test_render_benchmark_prints_median_and_exits_zero() -> None:
         text=True,
         timeout=60,
         cwd=ROOT,
+        env=clean_environment(),
         check=False,
     )
     assert done.returncode == 0, done.stderr

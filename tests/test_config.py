@@ -59,3 +59,29 @@ def test_bad_values_name_their_keys(tmp_path):
     message = str(caught.value)
     assert "newsletter.timezone" in message and "unknown time zone" in message
     assert "newsletter.from_address" in message
+
+
+def test_url_keys_are_cleaned_and_checked(tmp_path):
+    path = tmp_path / "n.toml"
+    path.write_text(
+        '[newsletter]\nbase_url = " https://news.example.org/the archive/ "\nlogo_url = ""\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(path, environ={}).newsletter
+    assert settings.base_url == "https://news.example.org/the%20archive"
+    assert settings.logo_url is None  # blank means no logo
+    bad = {"NEWSLETTER_NEWSLETTER_LOGO_URL": "javascript:alert(1)"}
+    with pytest.raises(ConfigError, match=r"newsletter\.logo_url: .*must be an absolute http\(s\) URL"):
+        load_settings(path, environ=bad)
+    bad = {"NEWSLETTER_NEWSLETTER_BASE_URL": "https://news.example.org:80a/"}
+    with pytest.raises(ConfigError, match=r"newsletter\.base_url: .*must have a numeric port"):
+        load_settings(path, environ=bad)
+
+
+def test_non_utf8_file_names_file_line_and_byte(tmp_path):
+    path = tmp_path / "n.toml"
+    path.write_bytes(b'# caf\xc3\xa9\n[newsletter]\nname = "Caf\xe9"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert str(caught.value) == f"{path}: not UTF-8 text (byte 32, on line 3, is 0xe9); save it as UTF-8"
+    assert caught.value.exit_code == 2

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import yaml
 
-from newsletter.content.loader import IssueFileError, load_issue
+from newsletter.content.loader import MAX_DEPTH, MAX_ISSUE_BYTES, IssueFileError, load_issue, load_issue_text
 from newsletter.content.model import FigureSection, StoriesSection
 from tests.conftest import SAMPLE_ISSUES
 from tests.issue_texts import EVERY_KIND
@@ -23,7 +24,14 @@ def test_every_kind_loads_into_the_model(write_issue):
     issue = load_issue(write_issue(EVERY_KIND)).issue
     assert issue.date == dt.date(2026, 11, 27)
     assert [section.kind for section in issue.sections] == [
-        "headlines", "statement", "news", "congress", "world", "photos", "figure", "opeds",
+        "headlines",
+        "statement",
+        "news",
+        "congress",
+        "world",
+        "photos",
+        "figure",
+        "opeds",
         "testimonies",
     ]
     news = issue.sections[2]
@@ -42,7 +50,14 @@ def test_sample_issues_load(path):
 def test_samples_use_every_section_kind():
     kinds = {s.kind for path in SAMPLE_ISSUES for s in load_issue(path).issue.sections}
     assert kinds == {
-        "headlines", "statement", "news", "congress", "world", "photos", "figure", "opeds",
+        "headlines",
+        "statement",
+        "news",
+        "congress",
+        "world",
+        "photos",
+        "figure",
+        "opeds",
         "testimonies",
     }
 
@@ -85,9 +100,7 @@ def test_relative_or_non_http_urls_are_errors(write_issue, url):
 
 
 def test_markdown_links_must_be_absolute_too(write_issue):
-    path = write_issue(
-        EVERY_KIND.replace("[source](https://www.example.org/source)", "[source](/local)")
-    )
+    path = write_issue(EVERY_KIND.replace("[source](https://www.example.org/source)", "[source](/local)"))
     (problem,) = problems_of(path)
     assert "sections[1].body: link must be an absolute http(s) URL, got '/local'" in problem
 
@@ -115,6 +128,39 @@ def test_urls_cannot_carry_slot_markers(write_issue):
     bad = "https://tracker.example.net/?u=%%unsubscribe_url%%&e=%%email%%"
     path = write_issue(EVERY_KIND.replace("https://news.example.com/lead-1", bad))
     (problem,) = problems_of(path)
-    assert "sections[0].items[0].url: '%' must start a percent-escape" in problem
+    assert "sections[0].items[0].url: must use '%' only to start a percent-escape" in problem
     good = "https://news.example.com/a%20b?q=%C3%A9"
     assert load_issue(write_issue(EVERY_KIND.replace("https://news.example.com/lead-1", good)))
+
+
+def _depth(node: yaml.Node) -> int:
+    if isinstance(node, yaml.MappingNode):
+        return 1 + max((_depth(value) for _, value in node.value), default=0)
+    if isinstance(node, yaml.SequenceNode):
+        return 1 + max((_depth(item) for item in node.value), default=0)
+    return 0
+
+
+@pytest.mark.parametrize("path", SAMPLE_ISSUES, ids=lambda p: p.name)
+def test_sample_issues_are_far_within_the_limits(path):
+    """The size cap and the nesting limit are set far above what real issues need."""
+    assert path.stat().st_size * 20 < MAX_ISSUE_BYTES
+    assert _depth(yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)) <= MAX_DEPTH // 2
+
+
+def test_load_issue_text_reports_like_load_issue():
+    with pytest.raises(IssueFileError) as caught:
+        load_issue_text('title: "\\x07"\n', "inline.yaml")
+    problems = [str(problem) for problem in caught.value.problems]
+    assert any(problem.startswith("inline.yaml:1:8: title: control character U+0007") for problem in problems)
+
+
+def test_windows_line_endings_load_like_unix_ones(tmp_path):
+    """Files are read as bytes now (to cap the read); YAML itself folds CRLF and CR into newlines."""
+    path = tmp_path / "2026-11-27.yaml"
+    path.write_bytes(EVERY_KIND.replace("\n", "\r\n").encode("utf-8"))
+    loaded = load_issue(path)
+    assert loaded.issue.sections[1].body.endswith("\n\nSecond paragraph.")  # type: ignore[union-attr]
+    assert (
+        loaded.source.locate(("sections", 1, "body")).line == EVERY_KIND.split("\n").index("    body: |") + 1
+    )

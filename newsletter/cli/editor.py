@@ -9,7 +9,16 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli.app import ConfigOption, app, console, err_console, fail, file_line, settings_or_exit
+from newsletter.cli.app import (
+    ConfigOption,
+    app,
+    console,
+    err_console,
+    fail,
+    file_line,
+    settings_or_exit,
+    styled,
+)
 from newsletter.content.checks import check_issue
 from newsletter.content.draft import next_send_date, write_draft
 from newsletter.content.loader import IssueFileError, Problem, load_issue
@@ -59,9 +68,9 @@ def check(
     else:
         for problem in problems:
             style = "red" if problem.severity == "error" else "yellow"
-            err_console.print(f"[{style}]{problem.severity}[/] {problem}", highlight=False, soft_wrap=True)
+            err_console.print(styled(problem.severity, style, problem))
         summary = f"{len(issues)} file(s): {len(errors)} error(s), {len(problems) - len(errors)} warning(s)"
-        err_console.print(summary, highlight=False)
+        err_console.print(summary)
     raise typer.Exit(2 if malformed else 1 if errors else 0)
 
 

@@ -1,7 +1,9 @@
 """``newsletter db ...`` and ``newsletter subscribers ...``: thin commands over ``newsletter.store``.
 
 Every command but ``db upgrade`` opens the database with ``open_database``, which refuses a database
-that is not at the newest migration and names the command that fixes it.
+that is not at the newest migration and names the command that fixes it. Whatever comes from the user
+or the database (addresses, names, tags, paths) is printed as text, never as rich markup: the
+consoles in ``cli.app`` have markup off, and table cells are :class:`rich.text.Text`.
 """
 
 from __future__ import annotations
@@ -24,17 +26,21 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Engine
 
-from newsletter.cli.app import ConfigOption, app, console, err_console, fail, settings_or_exit
+from newsletter.cli.app import ConfigOption, app, console, err_console, fail, settings_or_exit, styled
 from newsletter.errors import NewsletterError
+from newsletter.store import erasure
 from newsletter.store.db import (
     current_revision,
     head_revision,
     make_engine,
     open_database,
     session_scope,
+    sqlite_file,
     upgrade,
+    writing,
 )
 from newsletter.store.importer import ImportSummary, import_csv
 from newsletter.store.models import Subscriber, SubscriberStatus
@@ -46,6 +52,7 @@ subscribers_app = typer.Typer(help="Manage the subscriber list.", no_args_is_hel
 db_app = typer.Typer(help="Create and migrate the database.", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(db_app, name="db")
+
 
 class ImportStatus(enum.StrEnum):
     """What an import may make of a new address: nobody is imported as having left."""
@@ -68,10 +75,16 @@ SegmentOption = Annotated[
 
 
 @contextmanager
-def _engine(config: Path | None) -> Iterator[Engine]:
+def _engine(config: Path | None, *, migrated: bool = True) -> Iterator[Engine]:
+    """The configured database; ``migrated`` refuses one that is not at the newest revision.
+
+    Every expected failure (a bad ``database.url``, a missing file, an old or unknown revision, and
+    whatever the command's body raises as ``NewsletterError``) ends as one line and its exit code.
+    """
     settings = settings_or_exit(config)
+    url = settings.database.url
     try:
-        engine = open_database(settings.database.url)
+        engine = open_database(url) if migrated else make_engine(url)
     except NewsletterError as exc:
         fail(exc)
     try:
@@ -83,9 +96,9 @@ def _engine(config: Path | None) -> Iterator[Engine]:
 
 
 @contextmanager
-def _repository(config: Path | None) -> Iterator[SubscriberRepository]:
+def _repository(config: Path | None, *, read_only: bool = False) -> Iterator[SubscriberRepository]:
     """One transaction around the command: committed if it succeeds, rolled back if not."""
-    with _engine(config) as engine, session_scope(engine) as session:
+    with _engine(config) as engine, session_scope(engine, read_only=read_only) as session:
         yield SubscriberRepository(session)
 
 
@@ -95,29 +108,28 @@ def _repository(config: Path | None) -> Iterator[SubscriberRepository]:
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOption = None) -> None:
     """Create the database or migrate it to the newest revision."""
-    settings = settings_or_exit(config)
-    engine = make_engine(settings.database.url)
-    try:
+    with _engine(config, migrated=False) as engine:
         before = current_revision(engine)
         upgrade(engine)
         after = current_revision(engine)
-    except NewsletterError as exc:
-        fail(exc)
-    finally:
-        engine.dispose()
     change = "already current" if before == after else f"upgraded from {before or 'empty'}"
     console.print(f"database at revision {after} ({change})")
 
 
 @db_app.command("current")
 def db_current(config: ConfigOption = None) -> None:
-    """Show the database's revision and the newest one; exit 1 if they differ."""
+    """Show the database's revision and the newest one; exit 1 if they differ (or it is missing)."""
     settings = settings_or_exit(config)
-    engine = make_engine(settings.database.url)
     try:
-        current, head = current_revision(engine), head_revision()
-    finally:
-        engine.dispose()
+        path = sqlite_file(settings.database.url)
+    except NewsletterError as exc:
+        fail(exc)
+    head = head_revision()
+    if path is not None and not path.exists():  # connecting would create it
+        console.print(f"current: none (database file {path} does not exist)\nnewest:  {head}")
+        raise typer.Exit(1)
+    with _engine(config, migrated=False) as engine:
+        current = current_revision(engine)
     console.print(f"current: {current or 'empty'}\nnewest:  {head}")
     if current != head:
         raise typer.Exit(1)
@@ -128,6 +140,11 @@ def db_current(config: ConfigOption = None) -> None:
 
 def _tags(subscriber: Subscriber) -> str:
     return ", ".join(tag.name for tag in subscriber.tags)
+
+
+def _cell(value: object) -> Text:
+    """A table cell that is exactly the value: rich would read markup in a plain ``str`` cell."""
+    return Text("" if value is None else str(value))
 
 
 @subscribers_app.command("add")
@@ -145,7 +162,7 @@ def add(
     status = SubscriberStatus.PENDING if pending else SubscriberStatus.ACTIVE
     with _repository(config) as repo:
         subscriber = repo.add(email, name=name, tags=tag or [], status=status, resubscribe=resubscribe)
-    console.print(f"added {subscriber.email} ({subscriber.status})", highlight=False)
+    console.print(f"added {subscriber.email} ({subscriber.status})")
 
 
 @subscribers_app.command("remove")
@@ -153,31 +170,43 @@ def remove(email: EmailArg, config: ConfigOption = None) -> None:
     """Unsubscribe an address at once; it is never mailed or re-imported again."""
     with _repository(config) as repo:
         subscriber = repo.unsubscribe(email)
-    console.print(f"{subscriber.email} is {subscriber.status}", highlight=False)
+    console.print(f"{subscriber.email} is {subscriber.status}")
 
 
 @subscribers_app.command("forget")
 def forget(
-    email: EmailArg,
+    emails: Annotated[list[str], typer.Argument(help="The addresses to erase.", metavar="EMAIL...")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Erase everything about an address except a hash that keeps it suppressed."""
-    if not yes and not typer.confirm(f"Erase all data about {email}? This cannot be undone"):
+    """Erase everything about addresses except a hash that keeps each suppressed.
+
+    The rows are deleted and their bytes removed from the database files (on PostgreSQL by
+    rewriting the subscribers table, which locks it for a moment: give many addresses at once).
+    Backups, replicas and archived write-ahead logs keep the data until they are rotated.
+    Exit 1 if the files could not be cleaned; running the same command again finishes it.
+    """
+    listed = ", ".join(email.strip() for email in emails)
+    if not yes and not typer.confirm(f"Erase all data about {listed}? This cannot be undone"):
         raise typer.Exit(1)
-    with _repository(config) as repo:
-        result = repo.forget(email)
-    if result.erased:
-        message = f"erased {email.strip()}; only a hash remains, which keeps it suppressed ({result.reason})"
-    else:
-        message = f"{email.strip()} was not a subscriber; its hash is now suppressed ({result.reason})"
-    console.print(message, highlight=False)
+    with _engine(config) as engine:
+        done = erasure.forget(engine, emails)
+    for email, result in done.forgotten:
+        if result.erased:
+            console.print(f"erased {email}; only a hash remains, which keeps it suppressed ({result.reason})")
+        else:
+            console.print(f"{email} was not a subscriber; its hash is now suppressed ({result.reason})")
+    if not done.scrub.complete:
+        err_console.print(styled("warning:", "yellow", done.scrub.detail))
+        err_console.print(done.limits)
+        raise typer.Exit(1)
+    console.print(f"{done.scrub.detail}; {done.limits}")
 
 
 @subscribers_app.command("show")
 def show(email: EmailArg, config: ConfigOption = None) -> None:
     """Show one subscriber, with their consent record."""
-    with _repository(config) as repo:
+    with _repository(config, read_only=True) as repo:
         subscriber = repo.get_by_email(email)
         suppression = repo.get_suppression(email) if subscriber is None else None
     if subscriber is None:
@@ -202,7 +231,7 @@ def show(email: EmailArg, config: ConfigOption = None) -> None:
         ("consent how", subscriber.consent_method),
         ("consent ip", subscriber.consent_ip),
     ):
-        table.add_row(label, "" if value is None else str(value))
+        table.add_row(label, _cell(value))
     console.print(table)
 
 
@@ -214,11 +243,11 @@ def count(
     config: ConfigOption = None,
 ) -> None:
     """Count subscribers; with no filter, show the count of each status."""
-    with _repository(config) as repo:
+    with _repository(config, read_only=True) as repo:
         if status is None and not tag and not segment:
             for each, n in repo.counts_by_status().items():
-                console.print(f"{each.value:13} {n:>10,}", highlight=False)
-            console.print(f"{'suppressed':13} {repo.count_suppressions():>10,}", highlight=False)
+                console.print(f"{each.value:13} {n:>10,}")
+            console.print(f"{'suppressed':13} {repo.count_suppressions():>10,}")
             return
         console.print(repo.count(status=status, tags=tag or [], segment=segment))
 
@@ -232,30 +261,35 @@ def list_(
     config: ConfigOption = None,
 ) -> None:
     """List subscribers, oldest first."""
-    with _repository(config) as repo:
+    with _repository(config, read_only=True) as repo:
         found = repo.find(status=status, tags=tag or [], segment=segment, limit=limit)
     table = Table("email", "name", "status", "tags", "created")
     for s in found:
-        table.add_row(s.email, s.name or "", s.status.value, _tags(s), f"{s.created_at:%Y-%m-%d}")
+        table.add_row(
+            _cell(s.email),
+            _cell(s.name),
+            _cell(s.status.value),
+            _cell(_tags(s)),
+            _cell(f"{s.created_at:%Y-%m-%d}"),
+        )
     console.print(table)
 
 
 def _print_summary(summary: ImportSummary) -> None:
     for warning in summary.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err_console.print(styled("warning:", "yellow", warning))
     for reject in summary.rejects:
-        err_console.print(f"{summary.path}:{reject.line}: {reject.reason}", highlight=False)
+        err_console.print(f"{summary.path}:{reject.line}: {reject.reason}")
     if summary.invalid > len(summary.rejects):
         err_console.print(f"... and {summary.invalid - len(summary.rejects):,} more bad rows")
     console.print(
         f"{summary.rows:,} rows: {summary.added:,} added, {summary.updated:,} updated, "
-        f"{summary.unchanged:,} unchanged, {summary.skipped_total:,} skipped",
-        highlight=False,
+        f"{summary.unchanged:,} unchanged, {summary.skipped_total:,} skipped"
     )
     for reason, n in sorted(summary.skipped.items()):
-        console.print(f"  skipped, {reason}: {n:,}", highlight=False)
+        console.print(f"  skipped, {reason}: {n:,}")
     if summary.rejects_path is not None:
-        console.print(f"skipped rows written to {summary.rejects_path}", highlight=False)
+        console.print(f"skipped rows written to {summary.rejects_path}")
 
 
 @subscribers_app.command("import")
@@ -270,7 +304,7 @@ def import_(
     """Import subscribers from CSV. Exit 2 if some rows were bad (the others are imported)."""
     with (
         _engine(config) as engine,
-        engine.connect() as conn,
+        writing(engine).connect() as conn,
         Progress(
             TextColumn("importing"),
             BarColumn(),
@@ -301,7 +335,7 @@ def export(
     config: ConfigOption = None,
 ) -> None:
     """Export subscribers as CSV that `subscribers import` reads back unchanged."""
-    with _repository(config) as repo:
+    with _repository(config, read_only=True) as repo:
         header, rows = repo.export_rows(status=status)
         handle = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
         try:
@@ -312,4 +346,4 @@ def export(
             if out:
                 handle.close()
     if out:
-        err_console.print(f"exported {written:,} subscribers to {out}", highlight=False)
+        err_console.print(f"exported {written:,} subscribers to {out}")

@@ -17,11 +17,12 @@ from markupsafe import Markup, escape
 from newsletter.render import markdown
 from newsletter.render.slots import marker, neutralise_html
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+# Shipped inside the package (package data), so an installed wheel renders without a checkout.
+TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 
 
 def templates_dir() -> Path:
-    """``templates/`` beside the package (the project layout), or ``NEWSLETTER_TEMPLATES``."""
+    """``newsletter/templates/`` in the installed package, or the folder ``NEWSLETTER_TEMPLATES`` names."""
     return Path(os.environ.get("NEWSLETTER_TEMPLATES", TEMPLATES_DIR))
 
 

@@ -20,11 +20,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+import time
+from collections.abc import Callable, Sequence
+from typing import IO, Any, NamedTuple
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: imports of one SQLite file are not queued
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["Bulk", "ChunkResult", "ExistingRow", "StagedRow", "bulk_for"]
 
@@ -44,6 +50,11 @@ STAGE_COLUMNS = "line, fingerprint, hash, normalized, email, name, status, attri
 
 #: Memory for temporary tables of the import's PostgreSQL session (the server's, not ours).
 TEMP_BUFFERS = "256MB"
+
+#: The PostgreSQL advisory lock an import holds for its whole run (per database), so that imports
+#: queue instead of interleaving their chunks: ``int.from_bytes(b"nl-impor", "big")``. (SQLite:
+#: a lock on a file beside the database, see :meth:`Bulk.lock_imports`.)
+IMPORT_LOCK = 0x6E6C2D696D706F72
 
 #: (line, fingerprint, address hash, normalized, email, name or None, status or None for the
 #: default, attributes JSON text, tags as a JSON array text or None): a plain tuple, since a million
@@ -72,7 +83,9 @@ class ChunkResult(NamedTuple):
     existing: list[tuple[int, ExistingRow]]  #: (line, the stored subscriber), left to the caller
     suppressed: list[int]  #: lines whose address hash is in ``suppressions``
     candidates: int  #: rows offered to the insert
-    added: int  #: rows inserted (fewer than candidates if someone else added some meanwhile)
+    #: rows inserted: fewer than candidates if another writer added some of these addresses
+    #: between the look-up and the insert (the importer then rolls the chunk back and runs it again)
+    added: int
 
 
 def _sqlite_time(value: dt.datetime) -> str:
@@ -88,6 +101,7 @@ class Bulk:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._lock: IO[str] | None = None
 
     def _rows(self, sql: str, params: Any = ()) -> list[Any]:
         # Read the driver's cursor directly: building SQLAlchemy Row objects for every id of a
@@ -101,6 +115,50 @@ class Bulk:
 
     def _time(self, value: dt.datetime) -> Any:
         return _sqlite_time(value)
+
+    # -- one import at a time -----------------------------------------------------------------
+
+    def lock_imports(self, on_wait: Callable[[], None] | None = None) -> float | None:
+        """Wait until no other import of this database runs; return the seconds waited, or ``None``
+        if none was running. ``on_wait`` is called first when there is something to wait for.
+
+        SQLite: an exclusive ``flock`` on ``DATABASE-import-lock`` next to the database file, kept
+        (empty) for the next import; the kernel releases it if this process dies. Without it the
+        chunks of two imports take turns (each is a ``BEGIN IMMEDIATE`` write transaction), and a
+        row the two files disagree on could end with a value of each. An in-memory database, or a
+        system without ``flock``, has no lock.
+        """
+        database = self.conn.engine.url.database
+        if fcntl is None or database in (None, "", ":memory:") or database.startswith("file:"):
+            return None
+        try:
+            handle = open(f"{database}-import-lock", "a")  # noqa: SIM115 - held until unlock_imports
+        except OSError:  # say a read-only directory: the chunks still take turns
+            return None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            waited = None
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            started = time.monotonic()
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            except BaseException:
+                handle.close()
+                raise
+            waited = time.monotonic() - started
+        except BaseException:
+            handle.close()
+            raise
+        self._lock = handle
+        return waited
+
+    def unlock_imports(self) -> None:
+        """Let the next import run."""
+        handle, self._lock = self._lock, None
+        if handle is not None:
+            handle.close()  # which releases the flock
 
     # -- the per-run temporary tables ----------------------------------------------------------
 
@@ -222,6 +280,21 @@ class Bulk:
         )
         return [(i, n) for i, n in self._rows(sql, (json.dumps(list(ids)),))]
 
+    def gone(self, keys: Sequence[tuple[str, str]]) -> set[str]:
+        """Of these (normalised address, address hash) pairs, the addresses of people who left:
+        suppressed, or a subscriber who unsubscribed, bounced or complained."""
+        by_hash = dict((digest, key) for key, digest in keys)
+        suppressed = self._rows(
+            "SELECT address_hash FROM suppressions WHERE address_hash IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(by_hash)),),
+        )
+        left = self._rows(
+            f"SELECT email_normalized FROM subscribers WHERE status IN {_LEFT} "
+            "AND email_normalized IN (SELECT value FROM json_each(?))",
+            (json.dumps([key for key, _ in keys]),),
+        )
+        return {by_hash[digest] for (digest,) in suppressed} | {key for (key,) in left}
+
     # -- writes --------------------------------------------------------------------------------
 
     def ensure_tags(self, names: Sequence[str]) -> tuple[dict[str, int], list[int]]:
@@ -261,6 +334,25 @@ class PostgresBulk(Bulk):
     def _time(self, value: dt.datetime) -> Any:
         return value
 
+    def lock_imports(self, on_wait: Callable[[], None] | None = None) -> float | None:
+        # A session lock: it outlives the chunks' commits and rollbacks, and the server releases it
+        # if this process dies. Without it two imports of overlapping files interleave: each
+        # chunk's look-up misses the other's uncommitted rows, its insert then skips them.
+        (got,) = self._rows("SELECT pg_try_advisory_lock(%s)", (IMPORT_LOCK,))[0]
+        waited = None
+        if not got:
+            if on_wait is not None:
+                on_wait()
+            started = time.monotonic()
+            self._rows("SELECT pg_advisory_lock(%s)", (IMPORT_LOCK,))
+            waited = time.monotonic() - started
+        self.conn.commit()
+        return waited
+
+    def unlock_imports(self) -> None:
+        self._rows("SELECT pg_advisory_unlock(%s)", (IMPORT_LOCK,))
+        self.conn.commit()
+
     def create_tables(self) -> None:
         self.drop_tables()
         # SEEN reaches tens of MB for a million rows; in the default 8 MB of temp_buffers every
@@ -294,6 +386,10 @@ class PostgresBulk(Bulk):
         # anything once the import has returned: drop_tables, which always runs last, commits
         # synchronously, and that flush covers every earlier commit.
         self.conn.exec_driver_sql("SET synchronous_commit = off")
+        # The reader formats COPY text as UTF-8 bytes, which the server reads in the client
+        # encoding: in a database of another encoding that would store "Zoë" as "ZoÃ«". In UTF-8
+        # the server converts, and refuses a character its encoding lacks (the row is rejected).
+        self.conn.exec_driver_sql("SET client_encoding = 'UTF8'")
         self.conn.commit()
 
     def drop_tables(self) -> None:
@@ -301,18 +397,26 @@ class PostgresBulk(Bulk):
         self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS pg_temp.{STAGE}")
         self.conn.exec_driver_sql("RESET jit")  # temp_buffers cannot be reset any more
         self.conn.exec_driver_sql("RESET synchronous_commit")  # before the commit: see create_tables
+        self.conn.exec_driver_sql("RESET client_encoding")
         self.conn.commit()
 
     def _copy(self, rows: Sequence[StagedRow] | bytes) -> None:
         if not self.conn.in_transaction():
             self.conn.begin()  # so that the caller's commit() commits what the COPY wrote
         dbapi: Any = self.conn.connection.dbapi_connection  # a psycopg Connection
-        with dbapi.cursor() as cursor, cursor.copy(f"COPY {STAGE} ({STAGE_COLUMNS}) FROM STDIN") as copy:
-            if isinstance(rows, bytes):
-                copy.write(rows)
-            else:
-                for row in rows:
-                    copy.write_row(row)
+        statement = f"COPY {STAGE} ({STAGE_COLUMNS}) FROM STDIN"
+        driver_error = self.conn.dialect.loaded_dbapi.Error
+        try:
+            with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
+                if isinstance(rows, bytes):
+                    copy.write(rows)
+                else:
+                    for row in rows:
+                        copy.write_row(row)
+        except driver_error as exc:
+            # Raised as SQLAlchemy raises the errors of the other statements (a refused character
+            # is a sqlalchemy.exc.DataError), so the importer handles them alike.
+            raise DBAPIError.instance(statement, None, exc, driver_error, dialect=self.conn.dialect) from None
 
     def write_chunk(
         self,
@@ -409,6 +513,18 @@ class PostgresBulk(Bulk):
             "JOIN tags t ON t.id = st.tag_id WHERE st.subscriber_id = ANY(%b)"
         )
         return [(i, n) for i, n in self._rows(sql, (list(ids),))]
+
+    def gone(self, keys: Sequence[tuple[str, str]]) -> set[str]:
+        by_hash = dict((digest, key) for key, digest in keys)
+        suppressed = self._rows(
+            "SELECT address_hash FROM suppressions WHERE address_hash = ANY(%b)", (list(by_hash),)
+        )
+        left = self._rows(
+            f"SELECT email_normalized FROM subscribers WHERE status IN {_LEFT} "
+            "AND email_normalized = ANY(%b)",
+            ([key for key, _ in keys],),
+        )
+        return {by_hash[digest] for (digest,) in suppressed} | {key for (key,) in left}
 
     def ensure_tags(self, names: Sequence[str]) -> tuple[dict[str, int], list[int]]:
         created = self._rows(

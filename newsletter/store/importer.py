@@ -18,7 +18,19 @@ The rules, in order of importance:
   key by key, tags are added, never removed. Empty cells change nothing. Hence re-importing a file,
   or importing an export, reports every row unchanged.
 * Every bad row is reported with its line number and written, with its reason, to
-  ``FILE.rejects.csv`` next to the input; the other rows still import.
+  ``FILE.rejects.csv`` next to the input; the other rows still import. A bad row is also one the
+  database cannot store (a NUL character) or one that breaks the CSV syntax: a quoted field that
+  never closes is reported on the line where it opens, with the number of lines it would have
+  swallowed, and those lines are read again as rows of their own, so nothing is lost silently.
+* The rejects file never keeps the cells of someone who left: a row whose address is suppressed,
+  or whose subscriber unsubscribed, bounced or complained, is listed by line and reason only.
+* Cells are read through :func:`unescape_cell`, the inverse of the spreadsheet-formula escaping
+  that export (and the rejects file) apply, so an export imports back unchanged.
+* Imports do not interleave: each holds a lock for its whole run (an advisory lock on PostgreSQL,
+  a ``flock`` beside the SQLite file), so a second one waits for the first and both end as if run
+  one after the other. A chunk whose insert lost rows to another writer (a ``subscribers add`` at
+  the same moment) is rolled back and run again, so those rows are treated as existing; a row is
+  never dropped as "added concurrently".
 
 On PostgreSQL the chunks commit with ``synchronous_commit = off``: a server crash during an import
 can lose the last few chunks committed before it (each whole, never part of one), which is exactly
@@ -44,7 +56,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -52,6 +64,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, update
+from sqlalchemy.exc import DataError, IntegrityError
 
 from newsletter.errors import BadInput, NewsletterError
 from newsletter.store.addresses import InvalidAddress, normalize
@@ -65,8 +78,10 @@ __all__ = [
     "ImportSummary",
     "RejectedRow",
     "check_encoding",
+    "escape_cell",
     "import_csv",
     "rejects_path_for",
+    "unescape_cell",
 ]
 
 # Larger chunks mean fewer statements and commits per row, smaller ones that the database starts
@@ -77,6 +92,11 @@ DEFAULT_CHUNK_SIZE = 10_000
 MAX_CHUNK_SIZE = 100_000
 PARALLEL_MIN_BYTES = 4 << 20  # below this, starting a reader process costs more than it saves
 MAX_REPORTED = 50  # bad rows kept in the summary for printing; the rejects file has them all
+#: Runs of a chunk whose insert lost rows to another writer before the import gives up (loudly).
+MAX_ATTEMPTS = 3
+#: Rows the database refused one by one (see ``_Importer.batch``) before the import stops: past
+#: that, the cause is not in the rows.
+MAX_REFUSED = 1000
 
 EMAIL_COLUMNS = ("email", "e_mail", "email_address", "mail")
 NAME_COLUMNS = ("name", "full_name")
@@ -86,6 +106,35 @@ REJECTS_COLUMNS = ("line", "reason")  # added by the rejects file, so a fixed on
 _TAG_SPLIT = re.compile(r"[;,]")
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _HEADER_SPACE = re.compile(r"[\s\-]+")
+
+#: PostgreSQL text cannot hold U+0000; the rejects file shows it as this visible symbol instead, so
+#: that the file stays readable by spreadsheets and other CSV tools.
+_NUL = "\x00"
+_NUL_SHOWN = "\u2400"  # SYMBOL FOR NULL
+
+# -- spreadsheet formulas (OWASP "CSV injection") ----------------------------------------------------
+
+#: What a cell may begin with for a spreadsheet to run it as a formula.
+FORMULA_STARTS = "=+-@\t\r"
+_FIRST = frozenset(FORMULA_STARTS + "'")
+_NEEDS_ESCAPE = re.compile(f"'*[{re.escape(FORMULA_STARTS)}]")
+_ESCAPED = re.compile(f"'+[{re.escape(FORMULA_STARTS)}]")
+
+
+def escape_cell(value: str) -> str:
+    """A cell as export and the rejects file write it: safe to open in a spreadsheet.
+
+    A value beginning with ``= + - @``, a tab or a carriage return gets a ``'`` in front, which
+    spreadsheets read as "this is text" (the OWASP rule). So that :func:`unescape_cell` can tell an
+    escaped value from one that really begins with quotes, a value of quotes followed by such a
+    character gets one more quote too: ``unescape_cell(escape_cell(v)) == v`` for every ``v``.
+    """
+    return "'" + value if value[:1] in _FIRST and _NEEDS_ESCAPE.match(value) else value
+
+
+def unescape_cell(cell: str) -> str:
+    """The value of a cell that :func:`escape_cell` wrote; any other cell is returned as it is."""
+    return cell[1:] if cell[:1] == "'" and _ESCAPED.match(cell) else cell
 
 
 @dataclass(frozen=True)
@@ -199,13 +248,17 @@ _LEFT_VALUES = frozenset(status.value for status in LEFT_STATUSES)
 
 
 class _RejectsWriter:
-    """Writes bad rows to ``FILE.rejects.csv``, created only when there is a first one."""
+    """Writes bad rows to ``FILE.rejects.csv``, created only when there is a first one.
+
+    Cells are written as export writes them (:func:`escape_cell`), so the file is safe to open in a
+    spreadsheet and a fixed copy imports the same values; a NUL character is shown as ``\u2400``.
+    """
 
     def __init__(self, path: Path, header: list[str]) -> None:
         self.path = path
         # A rejects file re-imported after fixing keeps one line/reason pair, not two.
         self.keep = [i for i, cell in enumerate(header) if cell.strip().lower() not in REJECTS_COLUMNS]
-        self.header = [header[i] for i in self.keep]
+        self.header = [_safe_cell(header[i]) for i in self.keep]
         self.handle: IO[str] | None = None
         self.writer: Any = None
 
@@ -214,14 +267,30 @@ class _RejectsWriter:
             self.handle = self.path.open("w", encoding="utf-8", newline="")
             self.writer = csv.writer(self.handle)
             self.writer.writerow([*self.header, "line", "reason"])
-        self.writer.writerow([*(cells[i] if i < len(cells) else "" for i in self.keep), line, reason])
+        kept = (_safe_cell(cells[i]) if i < len(cells) else "" for i in self.keep)
+        self.writer.writerow([*kept, line, _safe_cell(reason)])
 
     def close(self) -> None:
         if self.handle is not None:
             self.handle.close()
 
 
+def _safe_cell(value: str) -> str:
+    return escape_cell(value.replace(_NUL, _NUL_SHOWN) if _NUL in value else value)
+
+
+class _LostRows(Exception):
+    """A chunk's insert lost rows to another writer: roll it back and run it again."""
+
+
 class _Importer:
+    """Writes the batches; each batch is one transaction, run again if it lost a race.
+
+    What a batch does to the summary and the rejects file is kept aside (``pending`` and the
+    counters) until its transaction has committed, so a batch that is rolled back and run again
+    counts nothing twice.
+    """
+
     def __init__(
         self,
         conn: Connection,
@@ -238,23 +307,116 @@ class _Importer:
         self.source = source
         self.bulk = bulk_for(conn)
         self.tag_ids: dict[str, int] = {}
+        self.refused = 0
+        self.pending: list[_Reject] = []
+        self.added = self.updated = self.unchanged = 0
 
-    # -- bookkeeping ---------------------------------------------------------------------------
+    # -- one batch, one transaction ------------------------------------------------------------
 
-    def skip(self, line: int, cells: list[str], reason: str, category: str, *, bad: bool) -> None:
-        self.summary.skipped[category] += 1
-        if bad:
-            self.summary.invalid += 1
-            if len(self.summary.rejects) < MAX_REPORTED:
-                self.summary.rejects.append(RejectedRow(line, reason))
-        self.rejects.write(line, cells, reason)
+    def batch(self, skipped: Sequence[_Reject], rows: list[_Row], copy_text: bytes | None) -> None:
+        """Write a batch from the reader and commit it.
+
+        A chunk whose insert lost rows to another writer (an address added between the look-up
+        and the insert) is rolled back and run again: the second run finds those rows existing and
+        merges into them. Should every run lose a race, the import stops with an error rather
+        than drop a row. A chunk the database refuses as bad data (say a character the
+        database's encoding lacks) is split in halves until the refused rows are found; they are
+        rejected with the database's message and the others are written.
+        """
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            self.added = self.updated = self.unchanged = 0
+            self.pending = list(skipped)
+            try:
+                if rows:
+                    lost = self.chunk(rows, copy_text)
+                    if lost:
+                        raise _LostRows(lost)
+                self.hide_people_who_left()
+                self.conn.commit()
+            except (_LostRows, IntegrityError) as exc:
+                # IntegrityError: a tag or subscriber this chunk links to was deleted meanwhile.
+                self.conn.rollback()
+                self.tag_ids.clear()  # the rolled-back chunk may have created some
+                if not rows:
+                    raise
+                if attempt == MAX_ATTEMPTS:
+                    raise NewsletterError(
+                        f"{self.summary.path}: lines {rows[0][0]}-{rows[-1][0]}: other writers "
+                        f"changed these subscribers during each of {MAX_ATTEMPTS} tries; nothing of "
+                        "these lines was written, the lines before them were; import the file again"
+                    ) from (None if isinstance(exc, _LostRows) else exc)
+                continue
+            except DataError as exc:
+                self.conn.rollback()
+                self.tag_ids.clear()
+                if not rows:
+                    raise
+                self.bisect(skipped, rows, copy_text, exc)
+                return
+            self.publish()
+            return
+
+    def bisect(
+        self, skipped: Sequence[_Reject], rows: list[_Row], copy_text: bytes | None, exc: DataError
+    ) -> None:
+        if len(rows) == 1:
+            self.refused += 1
+            if self.refused > MAX_REFUSED:
+                raise exc
+            (row,) = rows
+            message = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            reason = f"refused by the database: {message}"
+            refused = _Reject(row[0], row[1], reason, "refused by the database", key=row[3])
+            self.batch([*skipped, refused], [], None)
+            return
+        half = len(rows) // 2
+        for part, extra in ((rows[:half], skipped), (rows[half:], ())):
+            self.batch(extra, part, _copy_text(part) if copy_text is not None else None)
+
+    def hide_people_who_left(self) -> None:
+        """Blank the cells of pending rejects whose address is suppressed or whose subscriber left.
+
+        Asked inside the batch's transaction, after its writes, so that a row of this file that
+        unsubscribes someone also hides their other rows.
+        """
+        keys = {item.key for item in self.pending if item.key is not None and not item.hidden}
+        if not keys:
+            return
+        gone = self.bulk.gone([(key, address_hash(key)) for key in sorted(keys)])
+        if gone:
+            self.pending = [item._replace(hidden=True) if item.key in gone else item for item in self.pending]
+
+    def publish(self) -> None:
+        """Add the committed batch to the summary and the rejects file."""
+        summary = self.summary
+        summary.added += self.added
+        summary.updated += self.updated
+        summary.unchanged += self.unchanged
+        for item in self.pending:
+            summary.skipped[item.category] += 1
+            reason = item.reason
+            if item.hidden and item.bad:
+                # The reason of a bad row may quote its cells; say only what was wrong.
+                reason = f"{item.category} (the address is suppressed: its cells are not kept)"
+            if item.bad:
+                summary.invalid += 1
+                if len(summary.rejects) < MAX_REPORTED:
+                    summary.rejects.append(RejectedRow(item.line, reason))
+            self.rejects.write(item.line, [] if item.hidden else item.cells, reason)
+        self.pending = []
 
     # -- one chunk -----------------------------------------------------------------------------
 
-    def chunk(self, rows: list[_Row], copy_text: bytes | None) -> None:
+    def skip(
+        self, line: int, cells: list[str], reason: str, category: str, *, key: str, hidden: bool
+    ) -> None:
+        self.pending.append(_Reject(line, cells, reason, category, False, key, hidden))
+
+    def chunk(self, rows: list[_Row], copy_text: bytes | None) -> int:
         """Write one chunk of distinct addresses in the current transaction; the caller commits.
 
         ``copy_text``: the same rows in COPY text format, made by the reader (PostgreSQL only).
+        Returns how many rows the insert lost to another writer (then the caller rolls back).
         """
         by_line = {row[0]: row for row in rows}
         created = self.ensure_tags({row[7] for row in rows if row[7] is not None})
@@ -274,6 +436,8 @@ class _Importer:
             default_status=self.default_status.value,
             any_left=any_left,
         )
+        if found.added < found.candidates:  # someone else added some of these between look-up and insert
+            return found.candidates - found.added
         leaving: list[_Row] = []
         for line, first_line in found.duplicates:
             row = by_line[line]
@@ -281,15 +445,13 @@ class _Importer:
             if row[5] in _LEFT_VALUES:  # a later row saying the person left is still honoured
                 leaving.append(row)
                 reason += f"; its status {row[5]} was applied"
-            self.skip(line, row[1], reason, "duplicate in file", bad=False)
+            self.skip(line, row[1], reason, "duplicate in file", key=row[3], hidden=False)
         if leaving:
             self.apply_leaving(leaving, now)
         for line in found.suppressed:
             reason = "suppressed (unsubscribed or forgotten earlier)"
-            self.skip(line, by_line[line][1], reason, "suppressed", bad=False)
-        self.summary.added += found.added
-        if found.added < found.candidates:  # someone else added some of these between look-up and insert
-            self.summary.skipped["added concurrently"] += found.candidates - found.added
+            self.skip(line, by_line[line][1], reason, "suppressed", key=by_line[line][3], hidden=True)
+        self.added += found.added
         if found.existing:
             links: list[tuple[int, set[str]]] = []
             self.merge([(by_line[line], stored) for line, stored in found.existing], now, links)
@@ -300,6 +462,7 @@ class _Importer:
         if created:  # an import creates a tag only to link it: not for skipped rows alone
             for name in self.bulk.drop_unused_tags(created):
                 del self.tag_ids[name]
+        return 0
 
     def apply_leaving(self, rows: list[_Row], now: dt.datetime) -> None:
         """Rows repeating an address an earlier chunk wrote, with a leaving status: apply it.
@@ -343,15 +506,10 @@ class _Importer:
             row_status = SubscriberStatus(value) if value is not None else None
             if status in LEFT_STATUSES:
                 if row_status is status:
-                    self.summary.unchanged += 1
+                    self.unchanged += 1
                 else:
-                    self.skip(
-                        line,
-                        cells,
-                        f"{status.value} earlier; never reactivated by import",
-                        status.value,
-                        bad=False,
-                    )
+                    reason = f"{status.value} earlier; never reactivated by import"
+                    self.skip(line, cells, reason, status.value, key=normalized, hidden=True)
                 continue
             attributes: dict[str, str] = json.loads(attributes_json)
             tags = set(_tag_names(tags_json)) if tags_json is not None else set()
@@ -361,9 +519,9 @@ class _Importer:
             leaves = row_status in LEFT_STATUSES
             same = merged == stored.attributes and new_name == stored.name and not new_tags
             if same and not leaves:
-                self.summary.unchanged += 1
+                self.unchanged += 1
                 continue
-            self.summary.updated += 1
+            self.updated += 1
             changes.append({"b_id": stored.id, "b_name": new_name, "b_attributes": merged})
             if new_tags:
                 links.append((stored.id, new_tags))
@@ -421,42 +579,162 @@ class _Reject(NamedTuple):
     reason: str
     category: str
     bad: bool = True
+    key: str | None = None  #: the row's normalised address, if it has a valid one
+    hidden: bool = False  #: the address left or is suppressed: its cells are not written
 
 
-def _numbered_rows(reader: Any, summary: ImportSummary) -> Iterator[tuple[int, list[str]] | _Reject]:
-    """(first line, cells) for each non-blank record; a malformed record is reported, not fatal."""
-    while True:
-        start = reader.line_num + 1
+class _Records:
+    """The records of a CSV file with the line each starts on; broken ones are reported, not fatal.
+
+    Parsing is strict, so a quote that is not followed by the end of its field is an error rather
+    than text glued onto the field. A record that fails after running over several lines holds a
+    quoted field that never closed (or closed somewhere else than the writer meant): it is
+    rejected on the line where it starts, and the lines it ran over are read again as records of
+    their own. Those lines cannot reopen the quote that failed, so every line is read at most
+    twice, and a quoted field stops at csv's field size limit, which bounds what is kept to read
+    again.
+    """
+
+    def __init__(self, handle: Iterable[str]) -> None:
+        self.handle = iter(handle)
+        self.lines: list[str] = []  # the physical lines of the current record
+        self.again: deque[str] = deque()  # lines to read again, before the rest of the file
+        self.reader = self._reader()
+        self.line = 0  # the last line read
+        self.header: list[str] = []
+
+    def _reader(self) -> Any:
+        lines, again, handle = self.lines, self.again, self.handle
+
+        def read() -> Iterator[str]:
+            while again:
+                line = again.popleft()
+                lines.append(line)
+                yield line
+            for line in handle:
+                lines.append(line)
+                yield line
+
+        return csv.reader(read(), strict=True)
+
+    def read_header(self, path: Path) -> list[str]:
         try:
-            cells = next(reader)
+            cells = next(self.reader)
         except StopIteration:
-            return
+            raise BadInput(f"{path}: the file is empty; it needs a header line") from None
         except csv.Error as exc:
+            raise BadInput(f"{path}:1: malformed header: {exc}") from None
+        self.line += len(self.lines)
+        self.lines.clear()
+        if any(_NUL in cell for cell in cells):
+            raise BadInput(f"{path}:1: the header contains a NUL character")
+        self.header = [unescape_cell(cell) for cell in cells]
+        return self.header
+
+    def records(self, summary: ImportSummary) -> Iterator[tuple[int, list[str]] | _Reject]:
+        """(first line, cells) for each non-blank record.
+
+        Cells are trimmed of white space, then unescaped (:func:`unescape_cell`).
+        """
+        lines, reader, line = self.lines, self.reader, self.line
+        while True:
+            start = line + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                summary.rows += 1
+                yield self._broken(start, exc)
+                if len(lines) > 1:  # read again what the open quote swallowed
+                    self.again.extendleft(reversed(lines[1:]))
+                    reader = self.reader = self._reader()
+                    line = start
+                else:
+                    line += len(lines)
+                lines.clear()
+                continue
+            line += len(lines)
+            text = lines[0] if len(lines) == 1 else "".join(lines)
+            lines.clear()
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
+                continue
             summary.rows += 1
-            yield _Reject(start, [], f"malformed CSV: {exc}", "malformed CSV")
-            continue
-        if not cells or (len(cells) == 1 and not cells[0].strip()):
-            continue
-        summary.rows += 1
-        yield start, cells
+            # Trimmed before unescaping: an escaped value keeps a leading tab or line break.
+            if "'" in text:
+                cells = [unescape_cell(cell.strip()) for cell in cells]
+            else:
+                cells = [cell.strip() for cell in cells]
+            if _NUL in text:
+                yield self._nul(start, cells)
+                continue
+            yield start, cells
+
+    def _broken(self, start: int, exc: csv.Error) -> _Reject:
+        lines = self.lines
+        swallowed = len(lines) - 1
+        error = str(exc)
+        at_end = error == "unexpected end of data"
+        too_large = error.startswith("field larger than field limit")
+        limit = f"{csv.field_size_limit():,} characters, the most a field may hold"
+        if swallowed > 0 or at_end:
+            if at_end:
+                closes = "never closes"
+            elif too_large:
+                closes = f"runs on past {limit} (line {start + swallowed})"
+            else:
+                closes = f"does not close properly ({error} on line {start + swallowed})"
+            reason = f"unterminated quote: the quoted field opening on this line {closes}"
+            if swallowed:
+                s = "s" if swallowed > 1 else ""
+                reason += f"; it swallowed the {swallowed} line{s} after it, which were read again as rows"
+            category = "unterminated quote"
+        elif too_large:
+            reason, category = f"a field longer than {limit}", "field too large"
+        else:
+            reason, category = f"malformed CSV: {exc}", "malformed CSV"
+        # For the rejects file, the line on its own, read leniently (a field too large has none).
+        try:
+            cells = next(csv.reader([lines[0].rstrip("\r\n")]), []) if lines else []
+        except csv.Error:
+            cells = []
+        return _Reject(start, [unescape_cell(cell.strip()) for cell in cells], reason, category)
+
+    def _nul(self, start: int, cells: list[str]) -> _Reject:
+        index = next(i for i, cell in enumerate(cells) if _NUL in cell)
+        column = repr(self.header[index]) if index < len(self.header) else f"{index + 1}"
+        reason = f"a NUL character in column {column}, which the database cannot store"
+        return _Reject(start, cells, reason, "NUL character")
+
+
+def _key(cells: list[str], index: int) -> str | None:
+    """The normalised address in ``cells[index]``, if it is a valid one."""
+    try:
+        return normalize(cells[index]).normalized if index < len(cells) else None
+    except InvalidAddress:
+        return None
 
 
 def _parse(
     records: Iterable[tuple[int, list[str]] | _Reject], columns: _Columns, extra_tags: frozenset[str]
 ) -> Iterator[_Row | _Reject]:
-    """Validate rows one by one; bad ones are rejected here and never reach the database."""
+    """Validate rows one by one; bad ones are rejected here and never reach the database.
+
+    A rejected row carries its address when that is valid, so that the rejects file can leave out
+    the cells of someone who left.
+    """
     width = len(columns.header)
     email_i, name_i, tags_i, status_i = columns.email, columns.name, columns.tags, columns.status
     attr_columns = columns.attributes
     for record in records:
         if isinstance(record, _Reject):
-            yield record
+            yield record._replace(key=_key(record.cells, email_i)) if record.cells else record
             continue
         line, cells = record
         if len(cells) > width:
             extra = ", ".join(repr(c) for c in cells[width:])
             reason = f"{len(cells)} fields, the header has {width} (extra: {extra})"
-            yield _Reject(line, cells[:width], reason, "too many fields")
+            yield _Reject(line, cells[:width], reason, "too many fields", key=_key(cells, email_i))
             continue
         if len(cells) < width:
             cells = cells + [""] * (width - len(cells))
@@ -469,21 +747,21 @@ def _parse(
             else:
                 yield _Reject(line, cells, "missing email", "missing email")
             continue
+        normalized = address.normalized
         status: str | None = None
-        if status_i is not None and (value := cells[status_i].strip()):
+        if status_i is not None and (value := cells[status_i]):
             try:
                 status = SubscriberStatus(value.lower()).value
             except ValueError:
-                yield _Reject(line, cells, f"invalid status {value!r}", "invalid status")
+                yield _Reject(line, cells, f"invalid status {value!r}", "invalid status", key=normalized)
                 continue
         try:
             tags = _tags_json(cells[tags_i] if tags_i is not None else "", extra_tags)
         except BadInput as exc:
-            yield _Reject(line, cells, str(exc), "invalid tag")
+            yield _Reject(line, cells, str(exc), "invalid tag", key=normalized)
             continue
-        name = cells[name_i].strip() if name_i is not None else ""
-        attributes = {key: v for i, key in attr_columns if (v := cells[i].strip())}
-        normalized = address.normalized
+        name = cells[name_i] if name_i is not None else ""
+        attributes = {key: v for i, key in attr_columns if (v := cells[i])}
         yield (
             line,
             cells,
@@ -539,18 +817,9 @@ def _batch(items: list[_Row | _Reject], copy: bool) -> tuple[list[_Reject], list
                 # The first row wins, except over a later row saying the person left.
                 first[item[3]] = (*earlier[:5], item[5], *earlier[6:])
                 reason += f"; its status {item[5]} was applied"
-            duplicates.append(_Reject(item[0], item[1], reason, "duplicate in file", bad=False))
+            duplicates.append(_Reject(item[0], item[1], reason, "duplicate in file", False, item[3]))
     rows = list(first.values())
     return rejects + duplicates, rows, _copy_text(rows) if copy and rows else None
-
-
-def _read_header(path: Path, reader: Any) -> list[str]:
-    try:
-        return list(next(reader))
-    except StopIteration:
-        raise BadInput(f"{path}: the file is empty; it needs a header line") from None
-    except csv.Error as exc:
-        raise BadInput(f"{path}:1: malformed header: {exc}") from None
 
 
 def _read(path: Path, extra_tags: frozenset[str], chunk_size: int, copy: bool) -> Generator[_Batch]:
@@ -559,11 +828,11 @@ def _read(path: Path, extra_tags: frozenset[str], chunk_size: int, copy: bool) -
     ``copy``: also format each chunk's rows as COPY text (for PostgreSQL).
     """
     with path.open("r", encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        columns, _ = _map_header(path, _read_header(path, reader))
+        records = _Records(handle)
+        columns, _ = _map_header(path, records.read_header(path))
         counter = ImportSummary(path=path)
         chunk: list[_Row | _Reject] = []
-        for item in _parse(_numbered_rows(reader, counter), columns, extra_tags):
+        for item in _parse(records.records(counter), columns, extra_tags):
             chunk.append(item)
             if len(chunk) >= chunk_size:
                 yield *_batch(chunk, copy), handle.buffer.tell(), counter.rows  # type: ignore[attr-defined]
@@ -661,6 +930,7 @@ def import_csv(
     rejects_path: Path | None = None,
     on_progress: Callable[[int], None] | None = None,
     parallel: bool | None = None,
+    on_wait: Callable[[], None] | None = None,
 ) -> ImportSummary:
     """Import ``path`` into the database on ``conn``, committing after every chunk.
 
@@ -668,6 +938,9 @@ def import_csv(
     goes, so that a large file is never one huge transaction and an interrupted run keeps its
     progress. ``on_progress`` receives the bytes read so far after each chunk. ``parallel`` reads
     and validates in a child process (default: for files over 4 MB on a multi-core machine).
+
+    Imports of one database run one at a time: if another is running, this one waits for it to
+    finish (``on_wait`` is called when it starts waiting) and says so in ``summary.warnings``.
     """
     if status in LEFT_STATUSES:
         raise BadInput("--status must be active or pending")
@@ -680,7 +953,7 @@ def import_csv(
     summary = ImportSummary(path=path)
     rejects_file = rejects_path or rejects_path_for(path)
     with path.open("r", encoding="utf-8-sig", newline="") as handle:
-        header = _read_header(path, csv.reader(handle))
+        header = _Records(handle).read_header(path)
     columns, summary.warnings = _map_header(path, header)  # fail fast, before any child starts
     if parallel is None:
         parallel = path.stat().st_size > PARALLEL_MIN_BYTES and (os.cpu_count() or 1) > 1
@@ -688,14 +961,15 @@ def import_csv(
     importer = _Importer(conn, summary, rejects, default_status=status, source=f"import:{path.name}"[:200])
     copy = importer.bulk.stages_copy_text
     batches = (_read_in_subprocess if parallel else _read)(path, extra_tags, chunk_size, copy)
-    importer.bulk.create_tables()
+    locked = False
     try:
+        waited = importer.bulk.lock_imports(on_wait)
+        locked = True
+        if waited is not None:
+            summary.warnings.append(f"waited {waited:,.1f} s for another import to finish first")
+        importer.bulk.create_tables()
         for skipped, rows, copy_text, position, rows_read in batches:
-            for item in skipped:
-                importer.skip(item.line, item.cells, item.reason, item.category, bad=item.bad)
-            if rows:
-                importer.chunk(rows, copy_text)
-            conn.commit()
+            importer.batch(skipped, rows, copy_text)
             summary.rows = rows_read
             if on_progress is not None:
                 on_progress(position)
@@ -706,6 +980,8 @@ def import_csv(
         batches.close()  # stops the reader process, if any
         rejects.close()
         importer.bulk.drop_tables()
+        if locked:
+            importer.bulk.unlock_imports()
     if rejects.handle is not None:
         summary.rejects_path = rejects_file
     elif rejects_file.exists():

@@ -13,13 +13,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, func, select, text
+from sqlalchemy import ColumnElement, Select, case, delete, func, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.errors import NewsletterError
 from newsletter.store.addresses import normalize
+from newsletter.store.importer import escape_cell
 from newsletter.store.models import (
     LEFT_STATUSES,
+    Delivery,
     Subscriber,
     SubscriberStatus,
     SubscriberTag,
@@ -42,6 +44,8 @@ __all__ = [
 ]
 
 TAG_SEPARATOR = ";"
+#: What ``forget`` leaves of a delivery error that named the address.
+ERASED = "(erased: it named a forgotten address)"
 EXPORT_COLUMNS = ("email", "name", "status", "tags")
 
 
@@ -187,6 +191,19 @@ class SubscriberRepository:
 
         An address that is not on the list is suppressed too: "forget me" also means "and never
         import me again".
+
+        What this guarantees: once the caller commits, no query returns the address, its name,
+        tags, attributes or consent record; only the SHA-256 of the normalised address remains, in
+        ``suppressions``. What it does not do by itself: a deleted row's bytes stay in the database's
+        files (page free space, index pages, SQLite's write-ahead log) until they are overwritten.
+        ``newsletter.store.erasure.forget`` commits and then scrubs them (``secure_delete`` plus a
+        WAL checkpoint on SQLite, ``VACUUM FULL`` on PostgreSQL); use it, not this method alone,
+        for an erasure request. What nothing here can reach: backups, replicas, archived WAL and
+        PostgreSQL's ``pg_wal`` keep the address until they are rotated or recycled.
+
+        The send ledger keeps its rows (the counts of past sends stay right) but loses the person:
+        their ``deliveries`` get no subscriber id, and an error text that names the address (a
+        provider's "inactive recipient ...") is replaced.
         """
         normalized = normalize(email).normalized
         subscriber = self.session.scalars(
@@ -197,6 +214,13 @@ class SubscriberRepository:
             reason = SuppressionReason(subscriber.status.value)
         suppression = self._suppress(normalized, reason)
         if subscriber is not None:
+            names_them = func.lower(Delivery.error).contains(normalized, autoescape=True)
+            self.session.execute(
+                update(Delivery)
+                .where(Delivery.subscriber_id == subscriber.id)
+                .values(subscriber_id=None, error=case((names_them, ERASED), else_=Delivery.error))
+                .execution_options(synchronize_session=False)
+            )
             # Core delete: the FK cascade removes the tag links without loading them.
             self.session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
             self.session.expunge(subscriber)
@@ -255,7 +279,12 @@ class SubscriberRepository:
     def export_rows(
         self, *, status: SubscriberStatus | None = None, batch: int = 2000
     ) -> tuple[list[str], Iterator[list[str]]]:
-        """Header and a lazy stream of CSV rows in the format ``import`` reads back unchanged."""
+        """Header and a lazy stream of CSV rows in the format ``import`` reads back unchanged.
+
+        Every cell a spreadsheet would run as a formula (one beginning with ``= + - @``, a tab or a
+        carriage return) is escaped with a leading ``'`` (:func:`~newsletter.store.importer.escape_cell`),
+        which import removes again.
+        """
         keys = [k for k in self.attribute_keys(status=status) if k not in EXPORT_COLUMNS]
         tags = (
             select(func.aggregate_strings(Tag.name, TAG_SEPARATOR))
@@ -274,12 +303,19 @@ class SubscriberRepository:
             for email, name, row_status, attributes, tag_names in result:
                 joined = TAG_SEPARATOR.join(sorted((tag_names or "").split(TAG_SEPARATOR)))
                 extra = [_cell(attributes.get(key)) for key in keys]
-                yield [email, name or "", row_status.value, joined.strip(TAG_SEPARATOR), *extra]
+                yield [
+                    escape_cell(email),
+                    escape_cell(name or ""),
+                    row_status.value,
+                    joined.strip(TAG_SEPARATOR),
+                    *extra,
+                ]
 
-        return [*EXPORT_COLUMNS, *keys], rows()
+        return [*EXPORT_COLUMNS, *(escape_cell(key) for key in keys)], rows()
 
 
 def _cell(value: Any) -> str:
+    """An attribute value as an export cell, escaped for spreadsheets."""
     if value is None:
         return ""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return escape_cell(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.store.conftest import DIALECTS, PG_ADMIN_URL
+from tests.databases import DIALECTS, PG_ADMIN_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,9 +7,11 @@ import io
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from newsletter.cli import app
+from newsletter.store.db import head_revision, make_engine
 
 
 @pytest.fixture
@@ -97,3 +99,57 @@ def test_import_and_export_round_trip(cli, tmp_path: Path) -> None:
     latin1.write_bytes("email,name\nzoe@example.com,Zoë\n".encode("latin-1"))
     refused = cli("subscribers", "import", str(latin1))
     assert refused.exit_code == 2 and "not UTF-8" in refused.output
+
+
+def test_a_revision_from_a_newer_release_stops_every_command_in_one_line(cli, db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = 'ffff0000'"))
+        expected = (
+            "error: database is at revision ffff0000, which this version does not know "
+            "(was it migrated by a newer release?)"
+        )
+        for command in (
+            ["db", "upgrade"],
+            ["db", "current"],
+            ["subscribers", "count"],
+            ["subscribers", "add", "ann@example.com"],
+        ):
+            result = cli(*command)
+            assert result.exit_code == 2, result.output
+            assert result.output.startswith(expected) and result.output.count("\n") == 1, result.output
+    finally:
+        with engine.begin() as conn:  # the PostgreSQL database is shared by the run's tests
+            conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head_revision()})
+        engine.dispose()
+
+
+def test_db_current_does_not_create_a_missing_sqlite_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "missing.db"
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", f"sqlite:///{path}")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["db", "current"], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert result.output.startswith(f"current: none (database file {path} does not exist)\nnewest:  ")
+    for command in (["subscribers", "count"], ["subscribers", "forget", "a@example.com", "--yes"]):
+        refused = CliRunner().invoke(app, command, catch_exceptions=False)
+        assert refused.exit_code == 1 and "does not exist; run `newsletter db upgrade`" in refused.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_forget_says_what_it_erased_and_what_it_cannot_reach(cli, db_url: str) -> None:
+    cli("subscribers", "add", "ann@example.com", "--name", "Ann")
+    cli("subscribers", "add", "bob@example.com")
+    done = cli("subscribers", "forget", " Ann@Example.com ", "bob@example.com", "nobody@example.com", "--yes")
+    assert done.exit_code == 0, done.output
+    lines = done.output.splitlines()
+    assert lines[0] == "erased Ann@Example.com; only a hash remains, which keeps it suppressed (forgotten)"
+    assert lines[1].startswith("erased bob@example.com")
+    assert lines[2] == "nobody@example.com was not a subscriber; its hash is now suppressed (forgotten)"
+    assert "still hold the erased data until they are rotated" in lines[3]
+    assert ("pg_wal" in lines[3]) == db_url.startswith("postgresql")
+    assert cli("subscribers", "count", "--status", "active").output.strip() == "0"
+    assert "suppressed" in cli("subscribers", "show", "nobody@example.com").output

@@ -1,27 +1,37 @@
-"""Migrations: upgrade from empty, downgrade, the revision gate, and models == newest migration."""
+"""The database layer: migrations and the revision gate, URL checks, SQLite's pragmas and transactions."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import OperationalError
 
+from newsletter.errors import ConfigError
 from newsletter.store.db import (
     SchemaOutOfDate,
+    UnknownRevision,
     current_revision,
+    database_url,
     downgrade,
     head_revision,
     make_engine,
     open_database,
+    reading,
     require_current_revision,
+    session_scope,
+    sqlite_file,
     upgrade,
 )
 from newsletter.store.models import Base
+from newsletter.store.subscribers import SubscriberRepository
 
-TABLES = {"subscribers", "tags", "subscriber_tags", "suppressions"}
+TABLES = set(Base.metadata.tables)  # every model has a table in the newest migration
 
 
 def _tables(engine: Engine) -> set[str]:
@@ -84,6 +94,182 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
+            assert (conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0) > 0
+    finally:
+        engine.dispose()
+
+
+def test_a_revision_from_a_newer_release_is_refused_in_one_line(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = 'ffff0000'"))
+        for attempt in (current_revision, require_current_revision, upgrade, lambda e: downgrade(e, "base")):
+            with pytest.raises(UnknownRevision) as caught:
+                attempt(engine)
+            assert str(caught.value).startswith(
+                "database is at revision ffff0000, which this version does not know "
+                "(was it migrated by a newer release?)"
+            )
+            assert caught.value.exit_code == 2
+        with pytest.raises(UnknownRevision):
+            open_database(db_url).dispose()
+        with engine.connect() as conn:  # nothing was touched
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "ffff0000"
+    finally:
+        engine.dispose()
+
+
+# -- database URLs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("nonsense", "'nonsense' is not a database URL"),
+        ("", "is empty"),
+        ("   ", "is empty"),
+        ("mysql://u@h/db", "'mysql' databases are not supported"),
+        ("postgresql+psycopg://u:secret@h:abc/db", "the port in 'postgresql+psycopg://u:***@h:abc/db'"),
+        ("postgresql+psycopg://u@h:70000/db", "port 70000 is out of range"),
+        ("postgresql+psycopg2://u@h/db", "driver 'psycopg2' is not supported"),
+        ("sqlite+aiosqlite:///x.db", "driver 'aiosqlite' is not supported"),
+        ("sqlite://somehost/x.db", "a SQLite URL names a file"),
+    ],
+)
+def test_bad_database_urls_are_config_errors_naming_the_key(url: str, problem: str) -> None:
+    for call in (database_url, make_engine, open_database, sqlite_file):
+        with pytest.raises(ConfigError) as caught:
+            call(url)
+        message = str(caught.value)
+        assert message.startswith("database.url: ") and problem in message, message
+        assert "\n" not in message and "secret" not in message
+        assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+psycopg"])
+def test_a_bare_postgresql_url_means_psycopg_3(scheme: str) -> None:
+    url = database_url(f"{scheme}://user:pw@db.example.internal:5432/newsletter")
+    assert url.drivername == "postgresql+psycopg"
+    assert (url.host, url.port, url.database, url.password) == (
+        "db.example.internal",
+        5432,
+        "newsletter",
+        "pw",
+    )
+    engine = make_engine(f"{scheme}://user@db.example.internal/newsletter")  # no connection yet
+    try:
+        assert engine.dialect.driver == "psycopg"
+    finally:
+        engine.dispose()
+
+
+# -- SQLite transactions -------------------------------------------------------------------------
+
+
+def _read_then_write(engine: Engine, name: str, started: threading.Event, proceed: threading.Event) -> None:
+    """One unit of work that reads first (the counter, an address) and writes later."""
+    with session_scope(engine) as session:
+        repo = SubscriberRepository(session)
+        counter = repo.get_by_email("counter@example.com")
+        assert counter is not None
+        seen = counter.name or ""
+        started.set()
+        proceed.wait(5)
+        time.sleep(0.2)  # the other writer is now trying to begin, or has read too
+        counter.name = seen + name
+        repo.add(f"{name}@example.com")
+
+
+def test_two_writers_that_read_first_queue_instead_of_failing(tmp_path: Path) -> None:
+    """Two overlapping read-then-write transactions on one SQLite file: both commit, in turn.
+
+    With the driver's deferred BEGIN the second fails at once with "database is locked" (it cannot
+    upgrade its read snapshot while the first writes) and one update is lost; BEGIN IMMEDIATE
+    makes it wait for the first.
+    """
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        with session_scope(engine) as session:
+            SubscriberRepository(session).add("counter@example.com", name="")
+        first_started, second_started = threading.Event(), threading.Event()
+        errors: list[BaseException] = []
+
+        def run(name: str, started: threading.Event, proceed: threading.Event) -> None:
+            try:
+                _read_then_write(engine, name, started, proceed)
+            except BaseException as exc:  # reported by the assertion below
+                errors.append(exc)
+
+        first = threading.Thread(target=run, args=("a", first_started, threading.Event()))
+        first.start()
+        assert first_started.wait(5)
+        # The second begins while the first holds its transaction open; it proceeds at once.
+        proceed_now = threading.Event()
+        proceed_now.set()
+        second = threading.Thread(target=run, args=("b", second_started, proceed_now))
+        second.start()
+        first.join(30)
+        second.join(30)
+        assert errors == []
+        with session_scope(engine, read_only=True) as session:
+            repo = SubscriberRepository(session)
+            counter = repo.get_by_email("counter@example.com")
+            assert counter is not None and counter.name == "ab"  # both updates, in order, none lost
+            assert repo.get_by_email("a@example.com") and repo.get_by_email("b@example.com")
+    finally:
+        engine.dispose()
+
+
+def test_without_begin_immediate_the_second_writer_fails(tmp_path: Path) -> None:
+    """The control for the test above: the same work in deferred transactions hits the bug."""
+    url = f"sqlite:///{tmp_path / 'deferred.db'}"
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        with session_scope(engine) as session:
+            SubscriberRepository(session).add("counter@example.com", name="")
+        deferred = reading(engine)
+        first, second = deferred.connect(), deferred.connect()
+        try:
+            first.execute(text("SELECT name FROM subscribers")).all()
+            second.execute(text("SELECT name FROM subscribers")).all()
+            first.execute(text("UPDATE subscribers SET name = 'a'"))
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match="database is locked"):
+                second.execute(text("UPDATE subscribers SET name = 'b'"))
+            assert time.monotonic() - started < 5  # at once: the 30 s busy timeout does not apply
+        finally:
+            first.close()
+            second.close()
+    finally:
+        engine.dispose()
+
+
+def test_savepoints_and_reads_work_inside_sqlite_transactions(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'nested.db'}")
+    try:
+        upgrade(engine)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT count(*) FROM tags")).scalar_one()
+            conn.execute(text("INSERT INTO tags (name) VALUES ('kept')"))
+            nested = conn.begin_nested()
+            conn.execute(text("INSERT INTO tags (name) VALUES ('rolled back')"))
+            nested.rollback()
+            with conn.begin_nested():
+                conn.execute(text("INSERT INTO tags (name) VALUES ('released')"))
+            conn.rollback()  # a released savepoint is part of the transaction: all of it goes
+            assert conn.execute(text("SELECT count(*) FROM tags")).scalar_one() == 0
+            conn.execute(text("INSERT INTO tags (name) VALUES ('kept')"))
+            with conn.begin_nested():
+                conn.execute(text("INSERT INTO tags (name) VALUES ('released')"))
+            conn.commit()
+        with engine.connect() as conn:
+            # A PRAGMA begins no transaction (a checkpoint could not run in one), what follows does.
+            assert conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()[0] == 0
+            names = set(conn.execute(text("SELECT name FROM tags")).scalars())
+            assert names == {"kept", "released"}
     finally:
         engine.dispose()

@@ -146,3 +146,25 @@ def test_export_rows_stream_tags_and_attributes(repo: SubscriberRepository, sess
     ]
     header, rows = repo.export_rows(status=SubscriberStatus.PENDING)
     assert list(rows) == []
+
+
+def test_export_escapes_cells_a_spreadsheet_would_run_as_formulas(
+    repo: SubscriberRepository, session: Session
+) -> None:
+    """OWASP CSV injection: a leading ``'`` makes the cell text; import takes it off again."""
+    formulas = ['=HYPERLINK("http://x","y")', "+1 555", "-5", "@SUM(A1)", "\tTab", "\rReturn"]
+    for i, value in enumerate(formulas):
+        subscriber = repo.add(f"user{i}@example.com", name=value)
+        subscriber.attributes = {"note": value}
+    repo.add("-dash@example.com", name="'=quoted")  # really begins with a quote: one more is added
+    plus = repo.add("+plus@example.com", name="O'Brien")  # a quote elsewhere is left alone
+    plus.attributes = {"=key": 5, "@n": -1}
+    session.commit()
+    header, rows = repo.export_rows()
+    assert header == ["email", "name", "status", "tags", "'=key", "'@n", "note"]
+    exported = list(rows)
+    for row, value in zip(exported, formulas, strict=False):
+        assert row[1] == row[6] == "'" + value
+    assert exported[-2][:2] == ["'-dash@example.com", "''=quoted"]
+    assert exported[-1][:2] == ["'+plus@example.com", "O'Brien"]
+    assert exported[-1][4:6] == ["5", "'-1"]

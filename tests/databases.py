@@ -1,10 +1,12 @@
-"""Store fixtures: every store test runs on SQLite and on PostgreSQL.
+"""Database fixtures, shared by the store and delivery tests: each runs on SQLite and PostgreSQL.
+
+Loaded for every test by ``pytest_plugins`` in ``tests/conftest.py``.
 
 PostgreSQL is found at ``NEWSLETTER_TEST_POSTGRES_URL`` (default: the local server, trust auth,
 database ``test``). Each test run creates its own database ``newsletter_test_<random>`` there,
 migrates it once and drops it at the end, so parallel runs never collide; each test starts from
 empty tables. If the server is unreachable the PostgreSQL tests are skipped, except in CI
-(``CI=true``), where a skipped PostgreSQL test fails the run.
+(``CI=true``), where a skipped PostgreSQL test fails the run (the hook is in ``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -30,17 +31,6 @@ PG_ADMIN_URL = os.environ.get(
     "NEWSLETTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 DIALECTS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """In CI a skipped PostgreSQL test is a failure: the PostgreSQL path must really be tested."""
-    outcome: Any = yield
-    report = outcome.get_result()
-    if report.skipped and os.environ.get("CI") == "true" and item.get_closest_marker("postgres"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-        report.outcome = "failed"
-        report.longrepr = f"PostgreSQL test skipped in CI (CI=true): {reason}"
 
 
 def _admin_engine() -> Engine:
