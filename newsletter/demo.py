@@ -2,16 +2,21 @@
 
 Renders the newest issue, migrates the configured database (a SQLite file by default) and imports
 the sample subscribers, so a new user sees the whole pipeline so far without an account or a server.
-Later stages (sending through the local outbox) extend this same function.
+The sample issue and subscribers ship inside the package (``newsletter/samples/``): with no issue
+files in the configured issues folder (an empty directory, an installed wheel) the demo renders the
+sample issue.
+Last, it sends the issue to the sample subscribers through the outbox (one ``.eml`` file per
+message), unless another provider is configured: the demo never mails real people.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from newsletter.config import Settings
 from newsletter.content.draft import issue_files
+from newsletter.delivery import runner
 from newsletter.errors import NewsletterError
 from newsletter.preview import PreviewFiles, write_preview
 from newsletter.store.db import make_engine, session_scope, upgrade
@@ -19,23 +24,30 @@ from newsletter.store.importer import ImportSummary, import_csv
 from newsletter.store.models import SubscriberStatus
 from newsletter.store.subscribers import SubscriberRepository
 
-SAMPLE_SUBSCRIBERS = Path(__file__).resolve().parents[1] / "samples" / "subscribers.csv"
+# Shipped inside the package (package data), so an installed wheel runs the demo anywhere.
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+SAMPLE_ISSUES_DIR = SAMPLES_DIR / "issues"
+SAMPLE_SUBSCRIBERS = SAMPLES_DIR / "subscribers.csv"
 
 
 @dataclass(frozen=True)
 class DemoResult:
     issue: Path
+    #: True when ``issue`` is the packaged sample, because the issues folder had no issue files.
+    sample: bool
     preview: PreviewFiles
     database_url: str
     imported: ImportSummary
     active: int
+    #: Recipients by state of the send through the outbox; None when another provider is set.
+    sent: dict[str, int] | None = None
+    #: The outbox folder of that send, and whether an earlier run had sent it already.
+    outbox: Path | None = None
+    already_sent: bool = False
 
 
 def run_demo(settings: Settings, out_dir: Path, subscribers_csv: Path = SAMPLE_SUBSCRIBERS) -> DemoResult:
-    found = issue_files(settings.paths.issues)
-    if not found:
-        raise NewsletterError(f"no issue files in {settings.paths.issues}")
-    newest = found[-1]
+    newest, sample = newest_issue(settings.paths.issues)
     preview = write_preview(newest, out_dir / newest.stem, settings.newsletter)
     engine = make_engine(settings.database.url)
     try:
@@ -48,4 +60,26 @@ def run_demo(settings: Settings, out_dir: Path, subscribers_csv: Path = SAMPLE_S
             active = SubscriberRepository(session).count(status=SubscriberStatus.ACTIVE)
     finally:
         engine.dispose()
-    return DemoResult(newest, preview, settings.database.url, imported, active)
+    result = DemoResult(newest, sample, preview, settings.database.url, imported, active)
+    if settings.esp.provider != "outbox":
+        return result
+    plan = runner.plan(runner.prepare_issue(newest, settings), settings, "", start=True)
+    if plan.nothing_to_do and plan.existing is not None and plan.counts is not None:
+        send_id, counts, already = plan.existing.id, plan.counts, True
+    else:
+        outcome = runner.execute(plan, settings)
+        send_id, counts, already = outcome.send.id, outcome.counts, False
+    return replace(
+        result, sent=counts.by_state, outbox=settings.esp.outbox_dir / str(send_id), already_sent=already
+    )
+
+
+def newest_issue(directory: Path) -> tuple[Path, bool]:
+    """The newest issue file in ``directory``, else the packaged sample issue (and whether it is)."""
+    found = issue_files(directory)
+    if found:
+        return found[-1], False
+    samples = issue_files(SAMPLE_ISSUES_DIR)
+    if not samples:  # pragma: no cover - a broken install
+        raise NewsletterError(f"no issue files in {directory}, and no sample issue in {SAMPLE_ISSUES_DIR}")
+    return samples[-1], True

@@ -9,9 +9,12 @@ import sys
 from sqlalchemy.exc import DBAPIError
 
 from newsletter.cli import demo as _demo  # noqa: F401  (registers demo)
+from newsletter.cli import dev as _dev  # noqa: F401  (registers dev fake-esp)
 from newsletter.cli import editor as _editor  # noqa: F401  (registers draft/check/preview)
+from newsletter.cli import send as _send  # noqa: F401  (registers send/status/worker)
 from newsletter.cli import subscribers as _subscribers  # noqa: F401  (registers db/subscribers)
-from newsletter.cli.app import app, err_console
+from newsletter.cli.app import app, err_console, styled
+from newsletter.errors import NewsletterError
 
 __all__ = ["app", "main"]
 
@@ -24,9 +27,12 @@ def main() -> None:
     """
     try:
         sys.exit(app())
+    except NewsletterError as exc:  # a command that forgot to catch it still gets one line
+        err_console.print(styled("error:", "bold red", exc))
+        sys.exit(exc.exit_code)
     except DBAPIError as exc:
-        err_console.print(f"[bold red]error:[/] database error: {exc.orig or exc}")
+        err_console.print(styled("error:", "bold red", f"database error: {exc.orig or exc}"))
         sys.exit(1)
     except OSError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(styled("error:", "bold red", exc))
         sys.exit(1)

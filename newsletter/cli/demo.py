@@ -17,17 +17,27 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Where to write the rendered issue.")] = Path("out"),
     config: ConfigOption = None,
 ) -> None:
-    """Render the newest issue, migrate the database and import the sample subscribers."""
+    """Render the newest issue, import the sample subscribers and send it to them via the outbox."""
     settings = settings_or_exit(config)
     try:
         result = run_demo(settings, out)
     except NewsletterError as exc:
         fail(exc)
     preview, imported = result.preview, result.imported
-    console.print(f"Rendered {result.issue}")
+    note = f" (the packaged sample: no issue files in {settings.paths.issues})" if result.sample else ""
+    console.print(f"Rendered {result.issue}{note}")
     console.print("  " + file_line("HTML", preview.html))
     console.print("  " + file_line("Text", preview.text))
     console.print(
         f"Subscribers in {result.database_url}: {imported.added} added, {imported.unchanged} unchanged "
         f"from {imported.path}; {result.active} active"
+    )
+    if result.sent is None:
+        provider = settings.esp.provider
+        console.print(f"Not sent: the demo sends only through the outbox (esp.provider is {provider})")
+        return
+    verb = "Already sent" if result.already_sent else "Sent"
+    console.print(
+        f"{verb} to {result.sent['accepted']} subscribers through the outbox: one .eml file each in "
+        f"{result.outbox}/ (any mail client opens them); `newsletter status` shows the send"
     )

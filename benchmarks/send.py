@@ -1,0 +1,380 @@
+"""Benchmark: send one issue to 1,000,000 subscribers, ledger included, on SQLite and PostgreSQL.
+
+For each database it seeds the subscribers once, then measures each delivery shape in a child
+process of its own (so peak RSS is that send's alone), from the audience snapshot to the last
+recorded result, and in the same run the *wire baseline* of that shape: the same batches sent by a
+bare loop with no database, no ledger and nothing personalised at send time (the bodies are built
+before the clock starts). The figure that matters is the ratio.
+
+Shapes:
+
+* ``templates``: Postmark ``/email/batchWithTemplates`` through the fake ESP, the body sent once
+  per send as a template and per-recipient values as the model (the default shape).
+  Must: 1M in under 30 s end to end on each database; aim: under 10 s on PostgreSQL.
+* ``batch``: Postmark ``/email/batch``, a full body per message. Must: within 1.2x of the wire.
+* ``smtp``: a full MIME message per recipient to a local aiosmtpd sink. Must: within 1.2x of the
+  wire (a bare smtplib loop into the same sink: the sink's own ceiling); aim: twice listmonk's
+  tuned 790-930 messages/s on this kind of machine, under 300 MB.
+* ``outbox``: one ``.eml`` file per message. Must: within 1.2x of writing the same files.
+
+The full-body shapes carry the 70 KB sample issue per message, so they run on a smaller audience
+(``--full-recipients``, default 20,000; a segment ``tag:full`` picks it): a million of them is
+70 GB on the wire. Peak memory must stay under 300 MB in every shape.
+
+    .venv/bin/python benchmarks/send.py                                  # everything
+    .venv/bin/python benchmarks/send.py --recipients 100000 --db sqlite --shapes templates
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import secrets
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_PG_URL = os.environ.get(
+    "NEWSLETTER_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+TOKEN = "bench-token"
+SECRET = "benchmark-secret-key-0123456789abcdef"
+SHAPES = ("templates", "batch", "smtp", "outbox")
+MUST_RATIO = 1.2
+MUST_MB = 300
+MUST_TEMPLATES_SECONDS_PER_MILLION = 30.0
+
+
+# -- the environment: database, fake ESP, SMTP sink ------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{what} exited: {process.stderr.read().decode() if process.stderr else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{what} did not start")
+
+
+@contextmanager
+def fake_esp() -> Iterator[str]:
+    port = _free_port()
+    command = [sys.executable, "-m", "newsletter", "dev", "fake-esp", "--port", str(port), "--token", TOKEN]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_port(port, process, "the fake ESP")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextmanager
+def smtp_sink() -> Iterator[int]:
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "aiosmtpd",
+        "-n",
+        "-c",
+        "aiosmtpd.handlers.Sink",
+        "-l",
+        f"127.0.0.1:{port}",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_port(port, process, "the SMTP sink")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextmanager
+def database(kind: str, pg_url: str, directory: Path) -> Iterator[str]:
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from newsletter.store.db import make_engine, upgrade
+
+    if kind == "sqlite":
+        url = f"sqlite:///{directory / 'bench.db'}"
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
+        return
+    admin = make_engine(pg_url, isolation_level="AUTOCOMMIT")
+    name = f"newsletter_bench_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def seed(url: str, n: int, tagged: int) -> None:
+    """``n`` active subscribers in one statement, the first ``tagged`` with tag ``full``."""
+    from newsletter.store.db import make_engine
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            series = f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) "
+            source, now = "n", "CURRENT_TIMESTAMP"
+        else:
+            series, source, now = "", f"generate_series(1, {n}) AS n(i)", "now()"
+        conn.exec_driver_sql(
+            f"{series}INSERT INTO subscribers "
+            "(email, email_normalized, name, status, attributes, created_at) "
+            f"SELECT 'reader' || i || '@example.org', 'reader' || i || '@example.org', 'Reader ' || i, "
+            f"'active', '{{}}', {now} FROM {source}"
+        )
+        conn.exec_driver_sql("INSERT INTO tags (name) VALUES ('full')")
+        conn.exec_driver_sql(
+            "INSERT INTO subscriber_tags (subscriber_id, tag_id) "
+            "SELECT s.id, t.id FROM subscribers s, tags t "
+            f"WHERE t.name = 'full' AND s.id <= {tagged}"
+        )
+    engine.dispose()
+
+
+# -- one measured send, in a child process -------------------------------------------------------
+
+
+def _settings(url: str, shape: str, esp_url: str, smtp_port: int, outbox: Path) -> Any:
+    from newsletter.config import load_settings
+
+    provider = {"templates": "postmark", "batch": "postmark", "smtp": "smtp", "outbox": "outbox"}[shape]
+    return load_settings(
+        environ={
+            "NEWSLETTER_DATABASE_URL": url,
+            "NEWSLETTER_ESP_PROVIDER": provider,
+            "NEWSLETTER_ESP_BASE_URL": esp_url,
+            "NEWSLETTER_ESP_TEMPLATES": "true" if shape == "templates" else "false",
+            "NEWSLETTER_ESP_PORT": str(smtp_port),
+            "NEWSLETTER_ESP_OUTBOX_DIR": str(outbox),
+            "NEWSLETTER_ESP_WORKERS": os.environ.get("BENCH_WORKERS", "3"),
+        }
+    )
+
+
+def child_send(args: argparse.Namespace) -> dict[str, Any]:
+    """Snapshot the audience and send it: the whole of ``newsletter send``, timed."""
+    from newsletter.delivery import runner
+
+    os.environ["POSTMARK_TOKEN"] = TOKEN
+    os.environ["NEWSLETTER_SECRET_KEY"] = SECRET
+    settings = _settings(args.url, args.shape, args.esp_url, args.smtp_port, Path(args.outbox))
+    issue = ROOT / "newsletter" / "samples" / "issues" / "2026-11-27.yaml"
+    prepared = runner.prepare_issue(issue, settings)
+    segment = "" if args.shape == "templates" else "tag:full"
+    # One send per shape: each its own issue date, since a send is unique per issue and audience.
+    day = dt.date(2026, 1, 1) + dt.timedelta(days=SHAPES.index(args.shape))
+    issue_on_day = prepared.loaded.issue.model_copy(update={"date": day})
+    prepared = replace(prepared, loaded=replace(prepared.loaded, issue=issue_on_day))
+    started = time.perf_counter()
+    plan = runner.plan(prepared, settings, segment)
+    outcome = runner.execute(plan, settings)
+    seconds = time.perf_counter() - started
+    return {
+        "recipients": outcome.counts.total,
+        "accepted": outcome.counts.by_state["accepted"],
+        "seconds": seconds,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "state": str(outcome.send.state),
+    }
+
+
+def _recipients(n: int, send_id: int = 1) -> list[Any]:
+    from newsletter.delivery.engine import Personaliser
+    from newsletter.delivery.tokens import TokenSigner
+    from newsletter.store.ledger import Claimed
+
+    personaliser = Personaliser(
+        TokenSigner(SECRET), "http://127.0.0.1:8000", "u@example.org", "example.org"
+    )
+    claimed = [Claimed(i, i, f"reader{i}@example.org", f"Reader {i}", 1) for i in range(1, n + 1)]
+    return personaliser.recipients(send_id, claimed)
+
+
+def child_wire(args: argparse.Namespace) -> dict[str, Any]:
+    """The same batches with no database: bodies built first, then only the sending is timed."""
+    import httpx
+
+    from newsletter.delivery.esp.postmark import PostmarkAdapter
+    from newsletter.delivery.message import MimeTemplate
+    from newsletter.delivery.runner import outgoing_for, prepare_issue
+
+    settings = _settings("sqlite://", args.shape, args.esp_url, args.smtp_port, Path(args.outbox))
+    prepared = prepare_issue(ROOT / "newsletter" / "samples" / "issues" / "2026-11-27.yaml", settings)
+    message = outgoing_for(1, prepared, settings)
+    recipients = _recipients(args.n)
+    if args.shape in ("templates", "batch"):
+        adapter = PostmarkAdapter(token=TOKEN, base_url=args.esp_url, templates=args.shape == "templates")
+        adapter.prepare(message)
+        prepared_template = adapter._prepare(message) if args.shape == "templates" else None
+        bodies = []
+        for start in range(0, len(recipients), adapter.max_batch):
+            batch = recipients[start : start + adapter.max_batch]
+            if prepared_template is not None:
+                encoded = [adapter._templated(message, prepared_template, r) for r in batch]
+                bodies.append(("/email/batchWithTemplates", json.dumps({"Messages": encoded}).encode()))
+            else:
+                bodies.append(
+                    ("/email/batch", json.dumps([adapter._plain(message, r) for r in batch]).encode())
+                )
+        adapter.close()
+        client = httpx.Client(
+            base_url=args.esp_url, headers={"X-Postmark-Server-Token": TOKEN}, timeout=120
+        )
+        started = time.perf_counter()
+        for path, body in bodies:
+            response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+            assert response.status_code == 200, response.text[:300]
+        seconds = time.perf_counter() - started
+        client.close()
+    elif args.shape == "smtp":
+        template = MimeTemplate(message)
+        messages = [(r.email, template.build(r)) for r in recipients]
+        started = time.perf_counter()
+        with smtplib.SMTP("127.0.0.1", args.smtp_port) as smtp:
+            for address, data in messages:
+                smtp.sendmail(message.from_address, [address], data)
+        seconds = time.perf_counter() - started
+    else:
+        template = MimeTemplate(message)
+        messages = [template.build(r) for r in recipients]
+        folder = Path(args.outbox) / "wire"
+        folder.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        for i, data in enumerate(messages):
+            temporary = folder / f".{i}.tmp"
+            temporary.write_bytes(data)
+            os.replace(temporary, folder / f"{i}.eml")
+        seconds = time.perf_counter() - started
+    return {"recipients": args.n, "seconds": seconds}
+
+
+def run_child(kind: str, **options: Any) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", kind]
+    for key, value in options.items():
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- the report -------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--recipients", type=int, default=1_000_000)
+    parser.add_argument("--full-recipients", type=int, default=20_000)
+    parser.add_argument(
+        "--db", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"]
+    )
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
+    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    # The child processes' arguments.
+    parser.add_argument("--child", choices=["send", "wire"])
+    parser.add_argument("--url", default="")
+    parser.add_argument("--shape", default="templates")
+    parser.add_argument("--esp-url", default="")
+    parser.add_argument("--smtp-port", type=int, default=25)
+    parser.add_argument("--outbox", default="outbox")
+    parser.add_argument("--n", type=int, default=0)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps((child_send if args.child == "send" else child_wire)(args)))
+        return 0
+
+    missed = []
+    print(
+        f"send benchmark: {args.recipients:,} recipients (templates), {args.full_recipients:,} (full bodies)"
+    )
+    with fake_esp() as esp_url, smtp_sink() as smtp_port, tempfile.TemporaryDirectory() as tmp:
+        for kind in args.db:
+            with database(kind, args.pg_url, Path(tmp)) as url:
+                started = time.perf_counter()
+                seed(url, args.recipients, args.full_recipients)
+                print(
+                    f"\n{kind}: seeded {args.recipients:,} subscribers "
+                    f"in {time.perf_counter() - started:.1f} s"
+                )
+                for shape in args.shapes:
+                    n = (
+                        args.recipients
+                        if shape == "templates"
+                        else min(args.full_recipients, args.recipients)
+                    )
+                    common = {"shape": shape, "esp_url": esp_url, "smtp_port": smtp_port}
+                    sent = run_child("send", url=url, outbox=Path(tmp) / f"outbox-{kind}", **common)
+                    wire = run_child("wire", n=n, outbox=Path(tmp) / f"wire-{kind}", **common)
+                    rate, wire_rate = sent["recipients"] / sent["seconds"], n / wire["seconds"]
+                    ratio = sent["seconds"] / wire["seconds"] * n / max(sent["recipients"], 1)
+                    print(
+                        f"  {shape:9} {sent['recipients']:>9,} in {sent['seconds']:6.1f} s "
+                        f"= {rate:>9,.0f}/s, "
+                        f"peak {sent['peak_mb']:5.0f} MB | wire {wire_rate:>9,.0f}/s | ratio {ratio:4.2f}x"
+                    )
+                    if sent["accepted"] != n or sent["state"] != "finished":
+                        missed.append(
+                            f"{kind} {shape}: {sent['accepted']} of {n} accepted, {sent['state']}"
+                        )
+                    if sent["peak_mb"] > MUST_MB:
+                        missed.append(f"{kind} {shape}: peak {sent['peak_mb']:.0f} MB > {MUST_MB} MB")
+                    if shape == "templates":
+                        per_million = sent["seconds"] * 1_000_000 / max(n, 1)
+                        print(
+                            f"            {per_million:.1f} s per million "
+                            f"(must: < {MUST_TEMPLATES_SECONDS_PER_MILLION:.0f} s)"
+                        )
+                        if per_million > MUST_TEMPLATES_SECONDS_PER_MILLION:
+                            missed.append(f"{kind} templates: {per_million:.1f} s per million")
+                    elif ratio > MUST_RATIO:
+                        missed.append(f"{kind} {shape}: {ratio:.2f}x the wire (must: <= {MUST_RATIO}x)")
+    print("\n" + ("all targets met" if not missed else "missed:\n  " + "\n  ".join(missed)))
+    return 1 if missed and args.strict else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,359 @@
+"""Run a send: claim a batch from the ledger, hand it to the ESP adapter, record every answer.
+
+The loop is the whole delivery guarantee, so it is short:
+
+1. claim up to the provider's batch size of pending rows under a lease (one statement);
+2. build each recipient's values (a signed unsubscribe token, a Message-ID);
+3. wait for the rate limiter, then send; a whole-batch :class:`RetryableError` (429, 5xx, no
+   connection) is retried with full-jitter exponential backoff that honours ``Retry-After``
+   (tenacity), renewing the lease first so a long wait never lets the rows look abandoned;
+4. record the answers (one statement). Then the next batch.
+
+A 401/403 (:class:`AuthError`) hands the batch back as pending and stops the send: every further
+batch would fail the same way. A provider still failing after the retries hands the batch back
+and pauses the send. Ctrl-C (``stop``) lets each worker finish and record the batch in flight,
+then pauses the send; ``send --resume`` continues it.
+
+Workers are threads of one process (``--workers``; a standard-library executor) or separate
+processes (``newsletter worker``), each with its own connection and adapter; on PostgreSQL they
+share a send through ``SKIP LOCKED`` claims, on SQLite the claims queue on the write lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_random_exponential
+
+from newsletter.delivery.esp.base import (
+    Adapter,
+    AuthError,
+    Outcome,
+    Outgoing,
+    Recipient,
+    Result,
+    RetryableError,
+)
+from newsletter.delivery.message import delivery_message_id, list_unsubscribe, new_message_id
+from newsletter.delivery.tokens import TokenSigner
+from newsletter.errors import NewsletterError
+from newsletter.store.ledger import MAX_ATTEMPTS, Claimed, Ledger, ledger_for
+from newsletter.store.ledger import Outcome as Recorded
+from newsletter.store.models import DeliveryState, SendState
+
+__all__ = [
+    "Personaliser",
+    "RateLimiter",
+    "RetryPolicy",
+    "RunReport",
+    "SendStopped",
+    "owner_name",
+    "run_send",
+]
+
+
+class SendStopped(NewsletterError):
+    """The provider refused our credentials; the send is stopped until they are fixed."""
+
+
+def owner_name() -> str:
+    """``host:pid:thread``: who holds a lease, so a resume can tell a dead worker's rows."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100_000}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_local_owners(owners: Sequence[str]) -> list[str]:
+    """Lease owners that were processes of this host which no longer run (crashed, killed)."""
+    host = socket.gethostname()
+    dead = []
+    for owner in owners:
+        parts = owner.split(":")
+        if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _alive(int(parts[1])):
+            dead.append(owner)
+    return dead
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long a whole batch is retried before the send pauses."""
+
+    attempts: int = 6
+    multiplier: float = 0.5  #: the first wait is up to this many seconds, doubling
+    max_wait: float = 60.0
+
+    def wait(self, state: RetryCallState) -> float:
+        backoff = float(wait_random_exponential(multiplier=self.multiplier, max=self.max_wait)(state))
+        error = state.outcome.exception() if state.outcome else None
+        asked = getattr(error, "retry_after", None)
+        return max(backoff, float(asked)) if asked else backoff
+
+
+class RateLimiter:
+    """A token bucket shared by the workers of a process: at most ``rate`` messages a second."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.capacity = max(burst, 1)
+        self.tokens = float(self.capacity)
+        self.updated = time.monotonic()
+        self.lock = threading.Lock()
+
+    def acquire(self, n: int) -> None:
+        if self.rate <= 0:
+            return
+        n = min(n, self.capacity)
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= n:
+                    self.tokens -= n
+                    return
+                wait = (n - self.tokens) / self.rate
+            time.sleep(wait)
+
+
+class Personaliser:
+    """Each recipient's slot values and headers: the unsubscribe link, a fresh Message-ID."""
+
+    def __init__(self, signer: TokenSigner, base_url: str, mailto: str, message_domain: str) -> None:
+        self.signer = signer
+        self.base_url = base_url.rstrip("/")
+        self.mailto = mailto
+        self.domain = message_domain
+
+    def recipients(self, send_id: int, claimed: Sequence[Claimed], *, test: bool = False) -> list[Recipient]:
+        """``test``: copies outside the ledger get random Message-IDs, so each one arrives."""
+        out = []
+        tag, domain = self.signer.install_tag, self.domain
+        for row in claimed:
+            url = f"{self.base_url}/u/{self.signer.unsubscribe_token(send_id, row.subscriber_id)}"
+            if test:
+                message_id = new_message_id(domain)
+            else:
+                message_id = delivery_message_id(send_id, row.delivery_id, tag, domain)
+            out.append(
+                Recipient(
+                    delivery_id=row.delivery_id,
+                    email=row.email,
+                    name=row.name,
+                    values={"unsubscribe_url": url, "email": row.email, "name": row.name},
+                    headers={
+                        "Message-ID": message_id,
+                        "List-Unsubscribe": list_unsubscribe(url, self.mailto),
+                    },
+                )
+            )
+        return out
+
+
+@dataclass
+class RunReport:
+    """What this run did (the ledger's counts are the whole truth; see ``Ledger.counts``)."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+    stopped: str | None = None  #: why the run ended early: "paused", "auth", "provider"
+    error: str | None = None
+
+    def add(self, recorded: Sequence[Recorded]) -> None:
+        self.batches += 1
+        self.outcomes.update(str(r.state) for r in recorded)
+
+
+def _recorded(results: Sequence[Result], claimed: Sequence[Claimed]) -> list[Recorded]:
+    """Map the adapter's answers to ledger states; a recipient it did not answer for is unknown."""
+    by_id = {r.delivery_id: r for r in results}
+    out = []
+    for row in claimed:
+        result = by_id.get(row.delivery_id)
+        if result is None:
+            out.append(Recorded(row.delivery_id, DeliveryState.UNKNOWN, None, "the provider gave no answer"))
+        elif result.outcome is Outcome.ACCEPTED:
+            out.append(Recorded(row.delivery_id, DeliveryState.ACCEPTED, result.message_id, None))
+        elif result.outcome is Outcome.FAILED:
+            out.append(Recorded(row.delivery_id, DeliveryState.FAILED, None, result.error or "refused"))
+        elif result.outcome is Outcome.RETRY and row.attempts < MAX_ATTEMPTS:
+            out.append(Recorded(row.delivery_id, DeliveryState.PENDING, None, result.error))
+        elif result.outcome is Outcome.RETRY:
+            error = f"gave up after {row.attempts} attempts: {result.error or 'refused for now'}"
+            out.append(Recorded(row.delivery_id, DeliveryState.FAILED, None, error))
+        else:
+            out.append(Recorded(row.delivery_id, DeliveryState.UNKNOWN, result.message_id, result.error))
+    return out
+
+
+@dataclass
+class _Run:
+    engine: Engine
+    send_id: int
+    message: Outgoing
+    make_adapter: Callable[[], Adapter]
+    personaliser: Personaliser
+    limiter: RateLimiter
+    retry: RetryPolicy
+    lease: dt.timedelta
+    stop: threading.Event
+    on_batch: Callable[[Sequence[Recorded]], None] | None
+    report: RunReport
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def worker(self) -> None:
+        owner = owner_name()
+        adapter = self.make_adapter()
+        try:
+            adapter.prepare(self.message)
+            with self.engine.connect() as conn:
+                ledger = ledger_for(conn)
+                while not self.stop.is_set():
+                    with conn.begin():
+                        claimed = ledger.claim(self.send_id, adapter.max_batch, owner=owner, lease=self.lease)
+                    if not claimed:
+                        return
+                    self._batch(conn, ledger, adapter, owner, claimed)
+        finally:
+            adapter.close()
+
+    def _batch(self, conn: Any, ledger: Ledger, adapter: Adapter, owner: str, claimed: list[Claimed]) -> None:
+        ids = [row.delivery_id for row in claimed]
+        recipients = self.personaliser.recipients(self.send_id, claimed)
+        self.limiter.acquire(len(recipients))
+
+        def before_retry(state: RetryCallState) -> None:
+            with conn.begin():
+                ledger.renew_lease(ids, owner=owner, lease=self.lease)
+
+        try:
+            results = Retrying(
+                retry=retry_if_exception_type(RetryableError),
+                wait=self.retry.wait,
+                stop=stop_after_attempt(self.retry.attempts),
+                before_sleep=before_retry,
+                reraise=True,
+            )(adapter.send_batch, self.message, recipients)
+        except AuthError as exc:
+            self._halt(conn, ledger, owner, ids, SendState.STOPPED, "auth", f"the provider refused: {exc}")
+            return
+        except RetryableError as exc:
+            message = f"the provider kept failing ({exc}); resume later with --resume"
+            self._halt(conn, ledger, owner, ids, SendState.PAUSED, "provider", message)
+            return
+        recorded = _recorded(results, claimed)
+        with conn.begin():
+            ledger.record(recorded, owner=owner)
+        with self.lock:
+            self.report.add(recorded)
+        if self.on_batch is not None:
+            self.on_batch(recorded)
+
+    def _halt(
+        self, conn: Any, ledger: Ledger, owner: str, ids: list[int], state: SendState, why: str, error: str
+    ) -> None:
+        """Hand the batch back untouched and stop every worker of this run."""
+        with conn.begin():
+            ledger.release(ids, owner=owner)
+            ledger.set_state(self.send_id, state, error=error, only_from=[SendState.SENDING])
+        with self.lock:
+            if self.report.stopped is None:
+                self.report.stopped, self.report.error = why, error
+        self.stop.set()
+
+
+def run_send(
+    engine: Engine,
+    send_id: int,
+    message: Outgoing,
+    make_adapter: Callable[[], Adapter],
+    personaliser: Personaliser,
+    *,
+    workers: int = 1,
+    rate: float = 0.0,
+    retry: RetryPolicy | None = None,
+    lease: dt.timedelta = dt.timedelta(minutes=10),
+    stop: threading.Event | None = None,
+    on_batch: Callable[[Sequence[Recorded]], None] | None = None,
+    batch_size: int | None = None,
+) -> RunReport:
+    """Send every pending delivery of ``send_id``; return when none is left or the run stops.
+
+    ``stop`` set from outside (Ctrl-C) lets the batches in flight finish and pauses the send.
+    """
+    stop = stop or threading.Event()
+    report = RunReport()
+    probe = make_adapter()
+    burst = probe.max_batch
+    probe.close()
+    if batch_size:
+        make_adapter = _capped(make_adapter, batch_size)
+        burst = min(burst, batch_size)
+    with engine.begin() as conn:
+        ledger = ledger_for(conn)
+        _expire_dead(ledger, send_id)
+    run = _Run(
+        engine,
+        send_id,
+        message,
+        make_adapter,
+        personaliser,
+        RateLimiter(rate, burst),
+        retry or RetryPolicy(),
+        lease,
+        stop,
+        on_batch,
+        report,
+    )
+    if workers <= 1:
+        run.worker()
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="newsletter-send") as pool:
+            for future in [pool.submit(run.worker) for _ in range(workers)]:
+                future.result()
+    with engine.begin() as conn:
+        ledger = ledger_for(conn)
+        if report.stopped is None and stop.is_set():
+            report.stopped = "paused"
+            ledger.set_state(
+                send_id, SendState.PAUSED, error="paused by the editor", only_from=[SendState.SENDING]
+            )
+        elif report.stopped is None:
+            _expire_dead(ledger, send_id)
+            ledger.finish_if_done(send_id)
+    return report
+
+
+def _expire_dead(ledger: Ledger, send_id: int) -> None:
+    """Rows in flight by a process of this host that died, or whose lease ran out: ``unknown``."""
+    dead = dead_local_owners(ledger.lease_owners(send_id))
+    if dead:
+        ledger.expire_owners(send_id, dead)
+    ledger.expire_leases(send_id)
+
+
+def _capped(make_adapter: Callable[[], Adapter], size: int) -> Callable[[], Adapter]:
+    def make() -> Adapter:
+        adapter = make_adapter()
+        adapter.max_batch = min(adapter.max_batch, size)
+        return adapter
+
+    return make

@@ -1,0 +1,61 @@
+"""The embedded default: every message becomes an ``.eml`` file under ``outbox/<send>/``.
+
+Nothing leaves the machine, so the whole flow (ledger, batching, headers, resume) runs without an
+account; any mail client opens the files. Each file is written to a temporary name and renamed into
+place, so a crash never leaves half a message, and a resent message replaces its file instead of
+adding a second one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from newsletter.delivery.esp.base import Outcome, Outgoing, Recipient, Result
+from newsletter.delivery.message import MimeTemplate
+
+__all__ = ["OutboxAdapter"]
+
+
+class OutboxAdapter:
+    name = "outbox"
+    max_batch = 1000
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._templates: dict[int, MimeTemplate] = {}
+
+    def folder(self, send_id: int) -> Path:
+        return self.directory / str(send_id)
+
+    def prepare(self, message: Outgoing) -> None:
+        self.folder(message.send_id).mkdir(parents=True, exist_ok=True)
+        self._templates[message.send_id] = MimeTemplate(message)
+
+    def send_batch(self, message: Outgoing, recipients: Sequence[Recipient]) -> list[Result]:
+        template = self._templates.get(message.send_id)
+        if template is None:
+            self.prepare(message)
+            template = self._templates[message.send_id]
+        folder = self.folder(message.send_id)
+        results = []
+        for recipient in recipients:
+            _write_atomically(folder / f"{recipient.delivery_id}.eml", template.build(recipient))
+            results.append(Result(recipient.delivery_id, Outcome.ACCEPTED, recipient.message_id))
+        return results
+
+    def close(self) -> None:
+        self._templates.clear()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,414 @@
+"""Postmark: up to 500 messages per API call, through a per-send template or as full bodies.
+
+Two modes:
+
+* ``templates`` (default): :meth:`PostmarkAdapter.prepare` stores the rendered issue once as a
+  Postmark template (markers translated to Mustachio ``{{name}}``), and each batch sends only
+  ``/email/batchWithTemplates`` with a small ``TemplateModel`` per recipient: a 500-recipient batch
+  is a few hundred kilobytes instead of 500 copies of the HTML. Postmark escapes ``{{…}}`` values in
+  the HTML body, exactly as :func:`~newsletter.delivery.message.html_values` does.
+* ``plain``: ``/email/batch`` with the bodies filled per recipient here. No provider-side state;
+  each message carries the whole HTML, so requests are split to stay under Postmark's 50 MB limit.
+
+What Postmark answers, and what it becomes (see :mod:`newsletter.delivery.esp.base`):
+
+* per message ``ErrorCode 0`` → ``accepted`` with Postmark's ``MessageID`` (what its webhooks
+  name); ``406`` inactive recipient, ``300`` invalid address and other message errors → ``failed``;
+  ``429``/``100`` (rate limit, maintenance) → ``retry``; ``1101`` (our template is gone) →
+  ``retry`` and the template is made again before the next batch;
+* account or sender problems (bad token, unconfirmed sender signature, account may not send,
+  unknown message stream, a batch above Postmark's limit) are not any recipient's fault: they stop
+  the send (:class:`AuthError`) rather than mark a million recipients failed; so does an HTTP
+  status no retry can fix (400, 404, 413: a wrong base URL or a bug of ours);
+* HTTP 401/403 → :class:`AuthError`; 429/5xx and connections that never carried the request →
+  :class:`RetryableError` (with ``Retry-After``); any other 422 → every recipient ``failed`` with
+  Postmark's message; a request that left without an answer (read timeout, dropped connection)
+  or an answer we cannot read → every recipient ``unknown``.
+
+The token is passed in (the caller reads ``POSTMARK_TOKEN``); the base URL is configurable so the
+fake ESP (:mod:`newsletter.delivery.fake_esp`) can stand in for Postmark.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+
+from newsletter.delivery.esp.base import (
+    AuthError,
+    ESPError,
+    Outcome,
+    Outgoing,
+    Recipient,
+    Result,
+    RetryableError,
+)
+from newsletter.delivery.esp.http import (
+    Timeouts,
+    Unanswered,
+    check_status,
+    encode_json,
+    make_client,
+    request_json,
+    send,
+    short_body,
+)
+from newsletter.delivery.message import html_values
+from newsletter.render.slots import SLOTS, fill, translate
+
+__all__ = ["POSTMARK_API", "Mode", "PostmarkAdapter", "mustachio", "template_alias"]
+
+POSTMARK_API: Final = "https://api.postmarkapp.com"
+#: Postmark's documented limits for one batch call: 500 messages, 50 MB. We keep headroom below the
+#: byte limit for JSON framing and our own estimate of it.
+MAX_MESSAGES: Final = 500
+MAX_BATCH_BYTES: Final = 45 * 1024 * 1024
+
+#: Per-message codes after which the same message may go through later.
+_RETRY_CODES: Final = frozenset({100, 429, 1101})
+#: Codes that mean *we* (the account, the sender, the stream, the batch size) cannot send: stop,
+#: fail nobody. 10 bad token, 400/401 sender signature missing/unconfirmed, 405 not allowed to
+#: send, 410 too many batch messages, 412 account pending, 413 account may not send, 1235/1236
+#: message stream missing/unusable.
+_STOP_CODES: Final = frozenset({10, 400, 401, 405, 410, 412, 413, 1235, 1236})
+_TEMPLATE_NOT_FOUND: Final = 1101
+
+#: Model key whose value is a literal ``{``: see :func:`mustachio`.
+_LBRACE: Final = "lbrace"
+_LITERAL_BRACE = re.compile(r"\{(?=\{|%%(?:" + "|".join(SLOTS) + r")%%)")
+_ALIAS_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+class Mode(enum.StrEnum):
+    TEMPLATES = "templates"
+    PLAIN = "plain"
+
+
+def template_alias(key: str, send_id: int) -> str:
+    """``newsletter-<key[:16]>``: the same content gets the same template in every process."""
+    safe = _ALIAS_UNSAFE.sub("", key)[:16]
+    return f"newsletter-{safe or f'send-{send_id}'}"
+
+
+def mustachio(body: str) -> tuple[str, bool]:
+    """Slot markers as Mustachio tags, and whether the text needs the ``lbrace`` model value.
+
+    Rendered content is the editor's text: a ``{{`` in it (a code sample, a template snippet)
+    would be read by Postmark as a tag, and a ``{`` right before a marker would turn ``{{x}}`` into
+    the unescaped ``{{{x}}}``. Mustachio has no way to quote braces, so each such ``{`` becomes
+    ``{{lbrace}}`` with ``lbrace = "{"`` in every model. CSS braces (``a { … }``) are left alone.
+    """
+    escaped, count = _LITERAL_BRACE.subn("{{" + _LBRACE + "}}", body)
+    return translate(escaped, "{{%s}}"), count > 0
+
+
+def _mailbox(name: str, email: str) -> str:
+    """``"Name" <email>``, the name always quoted: Postmark splits ``To`` on commas."""
+    name = _CONTROL.sub(" ", name).strip()
+    if not name:
+        return email
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}" <{email}>'
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    alias: str
+    #: Model values every recipient gets besides their slots (``lbrace``).
+    extra: Mapping[str, str]
+
+
+class PostmarkAdapter:
+    """Send batches through Postmark's batch endpoints. One instance per process and send."""
+
+    name = "postmark"
+    max_batch = MAX_MESSAGES
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        base_url: str | None = None,
+        templates: bool = True,
+        message_stream: str = "broadcast",
+        timeout: float = 30.0,
+        timeouts: Timeouts | None = None,
+        client: httpx.Client | None = None,
+    ) -> None:
+        """``timeout``: seconds to wait for an answer, past which a batch is ``unknown``
+        (``timeouts`` sets connect/read/write/pool separately). ``client``: for tests only."""
+        if not token:
+            raise AuthError("no Postmark server token (set POSTMARK_TOKEN)")
+        self.mode = Mode.TEMPLATES if templates else Mode.PLAIN
+        self.message_stream = message_stream
+        self._client = client or make_client(
+            (base_url or POSTMARK_API).rstrip("/"),
+            {"X-Postmark-Server-Token": token},
+            timeouts or Timeouts(read=timeout, write=timeout),
+        )
+        self._prepared: dict[str, _Prepared] = {}
+
+    # -- the Adapter protocol ------------------------------------------------------------------
+
+    def prepare(self, message: Outgoing) -> None:
+        """Templates mode: create (or bring up to date) this send's template. Plain mode: nothing.
+
+        Safe to run in several processes at once: the alias is derived from the content key, and a
+        create that finds the alias taken falls back to reading and, if needed, updating it.
+        A failure here (Postmark down, rate limited) is not raised: the first :meth:`send_batch`
+        tries again and raises it there, where the engine's retries and stop rules apply.
+        """
+        if self.mode is Mode.PLAIN:
+            return
+        with contextlib.suppress(ESPError):
+            self._prepare(message)
+
+    def _prepare(self, message: Outgoing) -> _Prepared:
+        prepared = self._prepared.get(message.key)
+        if prepared is None:
+            try:
+                prepared = self._prepared[message.key] = self._ensure_template(message)
+            except Unanswered as exc:
+                # Creating or updating a template by alias is idempotent: simply try again.
+                raise RetryableError(str(exc)) from exc
+        return prepared
+
+    def send_batch(self, message: Outgoing, recipients: Sequence[Recipient]) -> list[Result]:
+        if not recipients:
+            return []
+        if len(recipients) > self.max_batch:
+            raise ValueError(f"Postmark takes at most {self.max_batch} messages per call")
+        if self.mode is Mode.PLAIN:
+            path, encoded = "/email/batch", [encode_json(self._plain(message, r)) for r in recipients]
+        else:
+            prepared = self._prepare(message)
+            path = "/email/batchWithTemplates"
+            encoded = [encode_json(self._templated(message, prepared, r)) for r in recipients]
+        return self._post_in_chunks(message, path, recipients, encoded)
+
+    def close(self) -> None:
+        self._prepared.clear()
+        self._client.close()
+
+    # -- beyond the protocol -------------------------------------------------------------------
+
+    def delete_template(self, message: Outgoing) -> None:
+        """Remove the send's template once the send is finished (a server keeps at most 100)."""
+        alias = template_alias(message.key, message.send_id)
+        try:
+            response = request_json(self._client, "DELETE", f"/templates/{alias}")
+        except Unanswered as exc:
+            raise RetryableError(str(exc)) from exc
+        check_status(response, "delete template")
+        self._prepared.pop(message.key, None)
+        if response.status_code != 200 and _error_code(response) != _TEMPLATE_NOT_FOUND:
+            raise ESPError(f"Postmark refused to delete template {alias}: {short_body(response)}")
+
+    # -- templates -----------------------------------------------------------------------------
+
+    def _ensure_template(self, message: Outgoing) -> _Prepared:
+        alias = template_alias(message.key, message.send_id)
+        subject, lb_subject = mustachio(message.subject)
+        html, lb_html = mustachio(message.html)
+        text, lb_text = mustachio(message.text)
+        content = {"Subject": subject, "HtmlBody": html, "TextBody": text}
+        prepared = _Prepared(alias, {_LBRACE: "{"} if (lb_subject or lb_html or lb_text) else {})
+
+        body = {
+            "Name": f"Newsletter send {message.send_id} ({alias})",
+            "Alias": alias,
+            "TemplateType": "Standard",
+            **content,
+        }
+        created = request_json(self._client, "POST", "/templates", body)
+        check_status(created, "create template")
+        if created.status_code == 200:
+            return prepared
+        if created.status_code != 422:
+            raise _stop(f"Postmark: create template: HTTP {created.status_code}: {short_body(created)}")
+
+        # Most likely the alias exists already (another process, an earlier run): read it back.
+        existing = request_json(self._client, "GET", f"/templates/{alias}")
+        check_status(existing, "get template")
+        if existing.status_code != 200:
+            raise _stop(f"Postmark refused the template {alias}: {short_body(created)}")
+        current = _json_object(existing)
+        if all(current.get(field) == value for field, value in content.items()):
+            return prepared
+        updated = request_json(self._client, "PUT", f"/templates/{alias}", {"Name": body["Name"], **content})
+        check_status(updated, "update template")
+        if updated.status_code != 200:
+            raise _stop(f"Postmark refused to update template {alias}: {short_body(updated)}")
+        return prepared
+
+    # -- one message ---------------------------------------------------------------------------
+
+    def _common(self, message: Outgoing, recipient: Recipient) -> dict[str, Any]:
+        # Postmark assigns its own Message-ID (and reports it as MessageID); ours is not sent.
+        headers = [
+            {"Name": name, "Value": value}
+            for name, value in (*message.headers.items(), *recipient.headers.items())
+            if name.lower() != "message-id"
+        ]
+        common: dict[str, Any] = {
+            "From": message.from_header,
+            "To": _mailbox(recipient.name, recipient.email),
+            "Headers": headers,
+            "MessageStream": self.message_stream,
+            "Metadata": {"send_id": str(message.send_id), "delivery_id": str(recipient.delivery_id)},
+        }
+        if message.reply_to:
+            common["ReplyTo"] = message.reply_to
+        if message.tag:
+            common["Tag"] = message.tag  # Postmark groups statistics by tag: one per issue
+        return common
+
+    def _templated(self, message: Outgoing, prepared: _Prepared, recipient: Recipient) -> dict[str, Any]:
+        return {
+            **self._common(message, recipient),
+            "TemplateAlias": prepared.alias,
+            "TemplateModel": {**recipient.values, **prepared.extra},
+            # MJML output is inlined already; Postmark's inliner would only cost time.
+            "InlineCss": False,
+        }
+
+    def _plain(self, message: Outgoing, recipient: Recipient) -> dict[str, Any]:
+        values = recipient.values
+        return {
+            **self._common(message, recipient),
+            "Subject": fill(message.subject, values),
+            "HtmlBody": fill(message.html, html_values(values)),
+            "TextBody": fill(message.text, values),
+        }
+
+    # -- one batch -----------------------------------------------------------------------------
+
+    def _post_in_chunks(
+        self, message: Outgoing, path: str, recipients: Sequence[Recipient], encoded: list[bytes]
+    ) -> list[Result]:
+        """One request normally; more only when full bodies would exceed Postmark's size limit.
+
+        A failure of the first request is the whole batch's (raised); once something was accepted,
+        a later failure is reported per recipient instead, so accepted results are never lost.
+        """
+        results: list[Result] = []
+        for start, end in _chunks(encoded):
+            batch = recipients[start:end]
+            body = b"[" + b",".join(encoded[start:end]) + b"]"
+            if path.endswith("batchWithTemplates"):
+                body = b'{"Messages":' + body + b"}"
+            try:
+                results += self._post(message, path, batch, body)
+            except Unanswered as exc:
+                if not results:
+                    return [Result(r.delivery_id, Outcome.UNKNOWN, error=str(exc)) for r in recipients]
+                results += [Result(r.delivery_id, Outcome.UNKNOWN, error=str(exc)) for r in batch]
+                results += _all(recipients[end:], Outcome.RETRY, "not sent: an earlier request failed")
+                return results
+            except ESPError as exc:
+                if not results:
+                    raise
+                results += _all(recipients[start:], Outcome.RETRY, str(exc))
+                return results
+        return results
+
+    def _post(self, message: Outgoing, path: str, batch: Sequence[Recipient], body: bytes) -> list[Result]:
+        response = send(self._client, "POST", path, body)
+        check_status(response, f"Postmark {path}")
+        if response.status_code == 422:
+            code, text = _error_code(response), _error_message(response)
+            if code in _STOP_CODES:
+                raise _stop(f"Postmark: ErrorCode {code}: {text}")
+            if code == _TEMPLATE_NOT_FOUND:
+                self._prepared.pop(message.key, None)
+                raise RetryableError(f"Postmark: template missing, will be made again: {text}")
+            return _all(batch, Outcome.FAILED, f"ErrorCode {code}: {text}")
+        if response.status_code != 200:
+            raise _stop(f"Postmark {path}: unexpected HTTP {response.status_code}: {short_body(response)}")
+        try:
+            answers = response.json()
+        except ValueError:
+            answers = None
+        if not isinstance(answers, list) or len(answers) != len(batch):
+            raise Unanswered(f"Postmark {path}: unreadable answer: {short_body(response)}")
+        return self._read_answers(message, batch, answers)
+
+    def _read_answers(
+        self, message: Outgoing, batch: Sequence[Recipient], answers: list[Any]
+    ) -> list[Result]:
+        """Postmark answers in the order of the request: the n-th answer is the n-th recipient's."""
+        results: list[Result] = []
+        stopped: str | None = None
+        for recipient, answer in zip(batch, answers, strict=True):
+            code = answer.get("ErrorCode") if isinstance(answer, dict) else None
+            text = str(answer.get("Message", "")) if isinstance(answer, dict) else ""
+            if code == 0 and answer.get("MessageID"):
+                results.append(Result(recipient.delivery_id, Outcome.ACCEPTED, str(answer["MessageID"])))
+            elif not isinstance(code, int):
+                results.append(
+                    Result(recipient.delivery_id, Outcome.UNKNOWN, error=f"odd answer: {answer!r}")
+                )
+            elif code in _STOP_CODES:
+                stopped = f"Postmark: ErrorCode {code}: {text}"
+                results.append(Result(recipient.delivery_id, Outcome.RETRY, error=stopped))
+            elif code in _RETRY_CODES:
+                if code == _TEMPLATE_NOT_FOUND:
+                    self._prepared.pop(message.key, None)
+                results.append(
+                    Result(recipient.delivery_id, Outcome.RETRY, error=f"ErrorCode {code}: {text}")
+                )
+            else:
+                results.append(
+                    Result(recipient.delivery_id, Outcome.FAILED, error=f"ErrorCode {code}: {text}")
+                )
+        if stopped and not any(r.outcome is Outcome.ACCEPTED for r in results):
+            raise _stop(stopped)
+        return results
+
+
+def _chunks(encoded: list[bytes]) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` ranges of at most :data:`MAX_MESSAGES` messages and ~45 MB each."""
+    start, size = 0, 0
+    for index, item in enumerate(encoded):
+        if index > start and (index - start >= MAX_MESSAGES or size + len(item) > MAX_BATCH_BYTES):
+            yield start, index
+            start, size = index, 0
+        size += len(item) + 1
+    if start < len(encoded):
+        yield start, len(encoded)
+
+
+def _stop(reason: str) -> AuthError:
+    """A refusal that no retry and no recipient can fix (a template Postmark will not take, an
+    endpoint that does not exist): stop the send, as for bad credentials, and let the editor read
+    why. Marking every recipient failed would lose the send; retrying would never end."""
+    return AuthError(reason)
+
+
+def _all(recipients: Sequence[Recipient], outcome: Outcome, error: str) -> list[Result]:
+    return [Result(r.delivery_id, outcome, error=error) for r in recipients]
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except (ValueError, json.JSONDecodeError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _error_code(response: httpx.Response) -> int | None:
+    code = _json_object(response).get("ErrorCode")
+    return code if isinstance(code, int) else None
+
+
+def _error_message(response: httpx.Response) -> str:
+    return str(_json_object(response).get("Message") or short_body(response))

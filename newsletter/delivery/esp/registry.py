@@ -1,0 +1,78 @@
+"""The one place that knows which adapter each ``[esp] provider`` names and where its secret is.
+
+Adding a provider touches this table, its module and its tests. Secrets come from the environment
+variables the configuration names; a missing one is a configuration error before anything is sent.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+from newsletter.config import EspSettings
+from newsletter.delivery.esp.base import Adapter
+from newsletter.errors import ConfigError
+
+__all__ = ["adapter_factory", "providers"]
+
+AdapterFactory = Callable[[], Adapter]
+
+
+def _secret(name: str, environ: Mapping[str, str], what: str) -> str:
+    value = environ.get(name, "")
+    if not value:
+        raise ConfigError(f"{name} is not set: the {what} comes from that environment variable (esp.*_env)")
+    return value
+
+
+def _outbox(esp: EspSettings, environ: Mapping[str, str]) -> AdapterFactory:
+    from newsletter.delivery.esp.outbox import OutboxAdapter
+
+    return lambda: OutboxAdapter(esp.outbox_dir)
+
+
+def _smtp(esp: EspSettings, environ: Mapping[str, str]) -> AdapterFactory:
+    from newsletter.delivery.esp.smtp import SmtpAdapter
+
+    password = _secret(esp.password_env, environ, "SMTP password") if esp.username else ""
+    return lambda: SmtpAdapter(
+        host=esp.host,
+        port=esp.port,
+        tls=esp.tls,
+        username=esp.username,
+        password=password,
+        timeout=esp.timeout,
+    )
+
+
+def _postmark(esp: EspSettings, environ: Mapping[str, str]) -> AdapterFactory:
+    from newsletter.delivery.esp.postmark import PostmarkAdapter
+
+    token = _secret(esp.token_env, environ, "Postmark server token")
+    return lambda: PostmarkAdapter(
+        token=token,
+        base_url=esp.base_url or None,
+        timeout=esp.timeout,
+        message_stream=esp.message_stream,
+        templates=esp.templates,
+    )
+
+
+_BUILDERS: dict[str, Callable[[EspSettings, Mapping[str, str]], AdapterFactory]] = {
+    "outbox": _outbox,
+    "smtp": _smtp,
+    "postmark": _postmark,
+}
+
+
+def adapter_factory(esp: EspSettings, environ: Mapping[str, str] | None = None) -> AdapterFactory:
+    """A callable making a fresh adapter (one per worker thread) for the configured provider."""
+    builder = _BUILDERS.get(esp.provider)
+    if builder is None:
+        known = ", ".join(_BUILDERS)
+        raise ConfigError(f"esp.provider: unknown provider {esp.provider!r} (expected one of: {known})")
+    return builder(esp, os.environ if environ is None else environ)
+
+
+def providers() -> list[str]:
+    return list(_BUILDERS)

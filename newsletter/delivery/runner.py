@@ -1,0 +1,512 @@
+"""From an issue file to a running send: check, render once, snapshot, and pick up where it was.
+
+The CLI (``send``, ``status``, ``worker``) and later the scheduler call these; they hold the rules
+that make a send safe to start twice:
+
+* an issue that fails ``check`` is never sent;
+* a send is unique per issue date and segment: starting it again resumes the same ledger rather
+  than mailing everyone a second time, and only when asked (``--resume``);
+* a send resumes only with the content it started with: the issue is rendered again and its hash
+  compared, so recipients of one send never get two versions of an issue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from newsletter.config import Settings
+from newsletter.content.checks import check_issue
+from newsletter.content.loader import LoadedIssue, Problem, load_issue
+from newsletter.delivery.engine import Personaliser, RunReport, run_send
+from newsletter.delivery.esp.base import Outcome, Outgoing
+from newsletter.delivery.esp.registry import adapter_factory
+from newsletter.delivery.tokens import TokenSigner
+from newsletter.errors import BadInput, ConfigError
+from newsletter.render.email import RenderedIssue, render_issue
+from newsletter.store.addresses import InvalidAddress, normalize
+from newsletter.store.db import open_database
+from newsletter.store.ledger import Claimed, Ledger, SendCounts, SendInfo, ledger_for
+from newsletter.store.ledger import Outcome as Recorded
+from newsletter.store.models import SendState
+
+__all__ = [
+    "IssueNotReady",
+    "PreparedIssue",
+    "content_hash",
+    "execute",
+    "outgoing_for",
+    "personaliser_for",
+    "plan",
+    "prepare",
+    "prepare_issue",
+    "secret_key",
+    "send_test",
+    "status",
+    "work_once",
+]
+
+#: Used only with the outbox, so the demo runs with no set-up; every real provider needs a key.
+DEVELOPMENT_SECRET = "newsletter-development-key-outbox-only"
+SECRET_ENV = "NEWSLETTER_SECRET_KEY"
+
+
+class IssueNotReady(BadInput):
+    """The issue fails ``check``; the message lists the problems."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "\n".join(str(problem) for problem in problems)
+        super().__init__(f"the issue fails check, so it is not sent:\n{lines}")
+
+
+@dataclass(frozen=True)
+class PreparedIssue:
+    path: Path
+    loaded: LoadedIssue
+    rendered: RenderedIssue
+    content_hash: str
+    warnings: list[Problem]
+
+    @property
+    def issue_date(self) -> dt.date:
+        return self.loaded.issue.date
+
+
+def content_hash(rendered: RenderedIssue) -> str:
+    """Identifies what recipients get: subject, HTML and text, as rendered."""
+    digest = hashlib.sha256()
+    for part in (rendered.subject, rendered.html, rendered.text):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def prepare_issue(path: Path, settings: Settings) -> PreparedIssue:
+    """Load, check and render once; refuse an issue with any error (warnings are passed on)."""
+    loaded = load_issue(path)
+    problems = check_issue(loaded, settings.newsletter)
+    errors = [problem for problem in problems if problem.severity == "error"]
+    if errors:
+        raise IssueNotReady(errors)
+    rendered = render_issue(loaded.issue, settings.newsletter)
+    warnings = [problem for problem in problems if problem.severity != "error"]
+    return PreparedIssue(path, loaded, rendered, content_hash(rendered), warnings)
+
+
+def outgoing_for(
+    send_id: int, prepared: PreparedIssue, settings: Settings, *, subject: str | None = None
+) -> Outgoing:
+    """The part of every message that is the same for the whole send."""
+    news = settings.newsletter
+    return Outgoing(
+        send_id=send_id,
+        key=prepared.content_hash,
+        subject=subject or prepared.rendered.subject,
+        html=prepared.rendered.html,
+        text=prepared.rendered.text,
+        from_address=str(news.from_address),
+        from_name=news.from_name or news.name,
+        reply_to=str(news.reply_to),
+        list_id=news.list_id,
+        headers={
+            "List-Id": f"{news.name} <{news.list_id}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+        tag=f"issue-{prepared.issue_date.isoformat()}",
+    )
+
+
+def secret_key(settings: Settings, environ: dict[str, str] | None = None) -> str:
+    """``NEWSLETTER_SECRET_KEY``; only the outbox may run on the built-in development key."""
+    environ = dict(os.environ) if environ is None else environ
+    key = environ.get(SECRET_ENV, "")
+    if key:
+        return key
+    if settings.esp.provider == "outbox":
+        return DEVELOPMENT_SECRET
+    raise ConfigError(
+        f"{SECRET_ENV} is not set: unsubscribe links are signed with it. "
+        f'Set it to a long random value (python -c "import secrets; print(secrets.token_urlsafe(32))")'
+    )
+
+
+def personaliser_for(settings: Settings, environ: dict[str, str] | None = None) -> Personaliser:
+    news = settings.newsletter
+    domain = str(news.from_address).rpartition("@")[2]
+    mailto = settings.esp.unsubscribe_mailto or str(news.reply_to)
+    return Personaliser(TokenSigner(secret_key(settings, environ)), news.base_url, mailto, domain)
+
+
+def check_resumable(send: SendInfo, prepared: PreparedIssue) -> None:
+    """A send continues only with the content it started with."""
+    if send.content_hash != prepared.content_hash:
+        raise BadInput(
+            f"{prepared.path} changed since send {send.id} started "
+            f"({send.content_hash[:12]} then, {prepared.content_hash[:12]} now): its remaining "
+            "recipients would get a different issue. Restore the file as it was (git) to resume."
+        )
+
+
+RESUMABLE = (SendState.SENDING, SendState.PAUSED, SendState.STOPPED)
+
+
+def reopen(ledger: Ledger, send: SendInfo, *, retry_unknown: bool) -> int:
+    """Make a paused, stopped or finished send run again; return how many unknown rows reopened."""
+    reopened = ledger.retry_unknown(send.id) if retry_unknown else 0
+    ledger.set_state(send.id, SendState.SENDING, only_from=[*RESUMABLE, SendState.FINISHED])
+    return reopened
+
+
+prepare = prepare_issue
+
+
+# -- planning: what `send` would do, read-only (so --dry-run writes nothing) ---------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    prepared: PreparedIssue
+    segment: str
+    provider: str
+    batch: int
+    audience: int  #: recipients a new send would snapshot, or the existing send's open rows
+    existing: SendInfo | None
+    counts: SendCounts | None
+    retry_unknown: bool
+    nothing_to_do: bool = False
+
+    @property
+    def who(self) -> str:
+        return f"segment {self.segment!r}" if self.segment else "all active subscribers"
+
+    def describe(self) -> str:
+        issue = self.prepared
+        lines = [f"Issue:    {issue.rendered.subject} ({issue.path})", f"Audience: {self.who}"]
+        if self.existing is None:
+            lines.append(f"Recipients: {self.audience:,} (snapshotted when the send starts)")
+        else:
+            assert self.counts is not None
+            send = self.existing
+            lines.append(f"Send {send.id}: {send.state}" + (f" ({send.error})" if send.error else ""))
+            lines.append("  " + _counts_line(self.counts))
+            if self.nothing_to_do:
+                lines.append("Nothing to send.")
+        lines.append(f"Provider: {self.provider}, up to {self.batch} per request")
+        return "\n".join(lines)
+
+    @property
+    def question(self) -> str:
+        verb = "Send" if self.existing is None else "Continue sending"
+        return f"{verb} to {self.audience:,} recipients now?"
+
+
+def _counts_line(counts: SendCounts) -> str:
+    return ", ".join(f"{n:,} {state}" for state, n in counts.by_state.items() if n) or "no recipients"
+
+
+def _batch_size(settings: Settings) -> int:
+    probe = adapter_factory(settings.esp)()
+    try:
+        size = probe.max_batch
+    finally:
+        probe.close()
+    return min(size, settings.esp.batch_size) if settings.esp.batch_size else size
+
+
+def plan(
+    prepared: PreparedIssue,
+    settings: Settings,
+    segment: str,
+    *,
+    resume: bool = False,
+    retry_unknown: bool = False,
+    start: bool = False,
+) -> Plan:
+    """Decide what ``send`` does for this issue and audience, without writing anything.
+
+    ``resume``: continue an existing send (and only that); ``start``: start the send, or continue
+    it if it exists (the demo and the scheduler, which run unattended).
+    """
+    batch = _batch_size(settings)  # also fails early on a missing provider secret
+    secret_key(settings)
+    engine = open_database(settings.database.url)
+    try:
+        with engine.connect() as conn:
+            ledger = ledger_for(conn)
+            if segment:
+                from newsletter.store.segments import parse_segment
+
+                parse_segment(segment)
+            existing = ledger.find_send(prepared.issue_date, segment)
+            common: dict[str, Any] = dict(
+                prepared=prepared,
+                segment=segment,
+                provider=settings.esp.provider,
+                batch=batch,
+                retry_unknown=retry_unknown,
+            )
+            if existing is None:
+                if (resume and not start) or retry_unknown:
+                    raise BadInput(
+                        f"{prepared.path} has not been sent to {segment or 'everyone'} yet: nothing to resume"
+                    )
+                return Plan(audience=ledger.audience_count(segment), existing=None, counts=None, **common)
+            counts = ledger.counts(existing.id)
+            unknown = counts.by_state.get("unknown", 0) if retry_unknown else 0
+            if existing.state in (SendState.SCHEDULED,):
+                raise BadInput(
+                    f"send {existing.id} of this issue is scheduled; change it with `newsletter schedule`"
+                )
+            if existing.state in (SendState.FINISHED, SendState.CANCELLED, SendState.MISSED) and not unknown:
+                return Plan(audience=0, existing=existing, counts=counts, nothing_to_do=True, **common)
+            if existing.state in RESUMABLE and not (resume or retry_unknown or start):
+                raise BadInput(
+                    f"send {existing.id} of this issue is {existing.state} with {counts.open:,} recipients "
+                    f"left; run again with --resume to continue it"
+                )
+            check_resumable(existing, prepared)
+            return Plan(audience=counts.open + unknown, existing=existing, counts=counts, **common)
+    finally:
+        engine.dispose()
+
+
+# -- running ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class SendOutcome:
+    send: SendInfo
+    counts: SendCounts
+    report: RunReport
+    unknown: list[tuple[int, str | None, str | None]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.send.state is SendState.FINISHED else 1
+
+    def summary(self) -> str:
+        send, counts = self.send, self.counts
+        lines = [f"Send {send.id} is {send.state}: " + _counts_line(counts)]
+        for reason, n in counts.failed_by_reason.items():
+            lines.append(f"  failed, {reason}: {n:,}")
+        if counts.by_state.get("unknown"):
+            lines.append(
+                f"  {counts.by_state['unknown']:,} unknown: the provider may or may not have them; "
+                "see `newsletter status`, resend with --retry-unknown"
+            )
+        if send.state is SendState.PAUSED or send.state is SendState.STOPPED:
+            lines.append(f"  {send.error or ''}".rstrip())
+            lines.append(f"  resume with: newsletter send {self.send.issue_file} --resume")
+        return "\n".join(lines)
+
+
+def execute(
+    the_plan: Plan,
+    settings: Settings,
+    *,
+    stop: threading.Event | None = None,
+    workers: int | None = None,
+    progress: Any = None,
+) -> SendOutcome:
+    """Create (snapshot) or reopen the send, then run it to the end or until it stops."""
+    prepared = the_plan.prepared
+    make_adapter = adapter_factory(settings.esp)
+    personaliser = personaliser_for(settings)
+    engine = open_database(settings.database.url)
+    try:
+        with engine.begin() as conn:
+            ledger = ledger_for(conn)
+            if the_plan.existing is None:
+                send = ledger.create_send(
+                    issue_file=str(prepared.path),
+                    issue_date=prepared.issue_date,
+                    segment=the_plan.segment,
+                    subject=prepared.rendered.subject,
+                    content_hash=prepared.content_hash,
+                    provider=settings.esp.provider,
+                )
+            else:
+                reopen(ledger, the_plan.existing, retry_unknown=the_plan.retry_unknown)
+                send = ledger.get_send(the_plan.existing.id)
+            total = ledger.counts(send.id).open
+        report = _run(
+            engine, send, prepared, settings, make_adapter, personaliser, stop, workers, progress, total
+        )
+        with engine.connect() as conn:
+            ledger = ledger_for(conn)
+            return SendOutcome(
+                ledger.get_send(send.id), ledger.counts(send.id), report, ledger.unknown_recipients(send.id)
+            )
+    finally:
+        engine.dispose()
+
+
+def _run(
+    engine: Any,
+    send: SendInfo,
+    prepared: PreparedIssue,
+    settings: Settings,
+    make_adapter: Any,
+    personaliser: Personaliser,
+    stop: threading.Event | None,
+    workers: int | None,
+    progress: Any,
+    total: int,
+) -> RunReport:
+    esp = settings.esp
+
+    def go(on_batch: Callable[[Sequence[Recorded]], None] | None) -> RunReport:
+        return run_send(
+            engine,
+            send.id,
+            outgoing_for(send.id, prepared, settings),
+            make_adapter,
+            personaliser,
+            workers=workers or esp.workers,
+            rate=esp.rate,
+            lease=dt.timedelta(seconds=esp.lease_seconds),
+            stop=stop,
+            on_batch=on_batch,
+            batch_size=esp.batch_size or None,
+        )
+
+    if progress is None:
+        return go(None)
+    with progress:
+        task = progress.add_task("send", total=total)
+        return go(lambda recorded: progress.advance(task, len(recorded)))
+
+
+def send_test(prepared: PreparedIssue, settings: Settings, addresses: Sequence[str]) -> list[tuple[str, str]]:
+    """A "[TEST]" copy to each address through the configured provider; nothing in the ledger."""
+    try:
+        normalized = [normalize(address).email for address in addresses]
+    except InvalidAddress as exc:
+        raise BadInput(f"--test: {exc}") from None
+    message = outgoing_for(0, prepared, settings, subject=f"[TEST] {prepared.rendered.subject}")
+    adapter = adapter_factory(settings.esp)()
+    personaliser = personaliser_for(settings)
+    claimed = [Claimed(-(i + 1), 0, address, "", 1) for i, address in enumerate(normalized)]
+    try:
+        adapter.prepare(message)
+        results = adapter.send_batch(message, personaliser.recipients(0, claimed, test=True))
+    finally:
+        adapter.close()
+    by_id = {result.delivery_id: result for result in results}
+    out = []
+    for row in claimed:
+        result = by_id.get(row.delivery_id)
+        if result is None:
+            out.append((row.email, "no answer"))
+        elif result.outcome is Outcome.ACCEPTED:
+            out.append((row.email, "accepted"))
+        else:
+            out.append((row.email, f"{result.outcome}: {result.error or ''}".rstrip(": ")))
+    return out
+
+
+# -- status and workers -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendStatus:
+    send: SendInfo
+    counts: SendCounts
+    unknown: list[tuple[int, str | None, str | None]]
+
+    def as_dict(self) -> dict[str, Any]:
+        send = self.send
+        return {
+            "id": send.id,
+            "issue_file": send.issue_file,
+            "issue_date": send.issue_date.isoformat(),
+            "segment": send.segment,
+            "subject": send.subject,
+            "provider": send.provider,
+            "state": str(send.state),
+            "error": send.error,
+            "recipients": send.recipients,
+            "created_at": send.created_at,
+            "started_at": send.started_at,
+            "finished_at": send.finished_at,
+            "counts": self.counts.by_state,
+            "failed_by_reason": self.counts.failed_by_reason,
+            "unknown": [{"delivery_id": i, "email": e, "error": err} for i, e, err in self.unknown],
+        }
+
+    def describe(self) -> str:
+        send = self.send
+        audience = f"segment {send.segment!r}" if send.segment else "everyone"
+        lines = [
+            f"Send {send.id}  {send.issue_date}  {send.state}  {audience}  via {send.provider}",
+            f"  {send.subject}",
+            f"  {send.recipients:,} recipients: {_counts_line(self.counts)}",
+        ]
+        if send.error:
+            lines.append(f"  {send.error}")
+        for reason, n in self.counts.failed_by_reason.items():
+            lines.append(f"  failed, {reason}: {n:,}")
+        for delivery_id, email, error in self.unknown:
+            lines.append(f"  unknown: {email or '(forgotten)'} (delivery {delivery_id}): {error or ''}")
+        return "\n".join(lines)
+
+
+def status(settings: Settings, issue: Path | None = None) -> list[SendStatus]:
+    issue_date: dt.date | None = None
+    if issue is not None:
+        issue_date = load_issue(issue).issue.date
+    engine = open_database(settings.database.url)
+    try:
+        with engine.connect() as conn:
+            ledger = ledger_for(conn)
+            return [
+                SendStatus(send, ledger.counts(send.id), ledger.unknown_recipients(send.id))
+                for send in ledger.sends(issue_date)
+            ]
+    finally:
+        engine.dispose()
+
+
+def work_once(
+    settings: Settings, *, stop: threading.Event, workers: int = 1, log: Callable[[str], None] = print
+) -> bool:
+    """Run every send that is ``sending`` to its end (or until stopped); False if there was none."""
+    engine = open_database(settings.database.url)
+    try:
+        with engine.connect() as conn:
+            running = [ledger_for(conn).get_send(send_id) for send_id in ledger_for(conn).running_sends()]
+        if not running:
+            return False
+        make_adapter = adapter_factory(settings.esp)
+        personaliser = personaliser_for(settings)
+        for send in running:
+            if stop.is_set():
+                break
+            try:
+                prepared = prepare_issue(Path(send.issue_file), settings)
+                check_resumable(send, prepared)
+            except BadInput as exc:
+                with engine.begin() as conn:
+                    ledger_for(conn).set_state(
+                        send.id, SendState.PAUSED, error=str(exc), only_from=[SendState.SENDING]
+                    )
+                log(f"send {send.id}: paused: {exc}")
+                continue
+            log(f"send {send.id} ({send.issue_file}): working")
+            report = _run(
+                engine, send, prepared, settings, make_adapter, personaliser, stop, workers, None, 0
+            )
+            with engine.connect() as conn:
+                ledger = ledger_for(conn)
+                state, counts = ledger.get_send(send.id).state, _counts_line(ledger.counts(send.id))
+                log(f"send {send.id}: {state}: {counts}" + (f" ({report.error})" if report.error else ""))
+        return True
+    finally:
+        engine.dispose()

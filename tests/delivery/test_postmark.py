@@ -1,0 +1,410 @@
+"""The Postmark adapter against the fake Postmark on 127.0.0.1: what each recipient would get,
+and what every failure becomes.
+
+The fake really renders templates, so "what a recipient would get" is read from its record and
+compared with what the bodies must be: the rendered issue with this recipient's values filled in,
+escaped for HTML.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import hashlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from newsletter.delivery.esp import postmark
+from newsletter.delivery.esp.base import AuthError, Outcome, Outgoing, Recipient, Result, RetryableError
+from newsletter.delivery.esp.http import Timeouts, parse_retry_after
+from newsletter.delivery.esp.postmark import PostmarkAdapter, mustachio, template_alias
+from newsletter.delivery.fake_esp import FakeESP, RunningFakeESP, compile_mustachio, render_mustachio, running
+from newsletter.delivery.message import html_values
+from newsletter.render.slots import fill
+from tests.delivery.conftest import TOKEN, make_message, make_recipient, make_recipients, read_record
+
+
+@pytest.fixture(params=[True, False], ids=["templates", "plain"])
+def templates(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+@pytest.fixture
+def adapter(fake: RunningFakeESP, templates: bool) -> Iterator[PostmarkAdapter]:
+    adapter = PostmarkAdapter(TOKEN, base_url=fake.url, templates=templates, timeout=2.0)
+    yield adapter
+    adapter.close()
+
+
+def by_id(results: list[Result]) -> dict[int, Result]:
+    assert len({r.delivery_id for r in results}) == len(results)
+    return {r.delivery_id: r for r in results}
+
+
+def expected_html(message: Outgoing, recipient: Recipient) -> str:
+    return fill(message.html, html_values(recipient.values))
+
+
+# -- what each recipient gets ------------------------------------------------------------------
+
+
+def test_each_recipient_gets_their_own_escaped_values(
+    adapter: PostmarkAdapter, fake: RunningFakeESP, message: Outgoing, record_path: Any
+) -> None:
+    recipients = make_recipients(5)
+    adapter.prepare(message)
+    results = by_id(adapter.send_batch(message, recipients))
+    assert all(r.outcome is Outcome.ACCEPTED for r in results.values())
+
+    record = {entry["recipient"]: entry for entry in read_record(record_path)}
+    assert len(record) == 5
+    for recipient in recipients:
+        entry = record[recipient.email]
+        assert results[recipient.delivery_id].message_id == entry["message_id"]
+        html = expected_html(message, recipient)
+        assert entry["html"] == html
+        assert entry["html_sha256"] == hashlib.sha256(html.encode()).hexdigest()
+        assert entry["text"] == fill(message.text, recipient.values)
+        assert entry["subject"] == message.subject
+
+        escaped_url = recipient.values["unsubscribe_url"].replace("&", "&amp;")
+        assert f'href="{escaped_url}"' in entry["html"]
+        assert f"Hello {html_values(recipient.values)['name']}," in entry["html"]
+        assert f"Unsubscribe: {recipient.values['unsubscribe_url']}" in entry["text"]
+        assert "{{not a tag}}" in entry["html"] and "{{{raw}}}" in entry["html"]
+
+        name, address = email.utils.parseaddr(entry["to"])
+        assert (name, address) == (recipient.name, recipient.email)
+        assert entry["from"] == message.from_header and entry["reply_to"] == message.reply_to
+        assert entry["stream"] == "broadcast"
+        assert entry["metadata"] == {"send_id": "7", "delivery_id": str(recipient.delivery_id)}
+        assert entry["headers"] == {
+            "List-Id": "Weekly <weekly.example.org>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "List-Unsubscribe": recipient.headers["List-Unsubscribe"],
+        }
+
+    markup = record["reader0@example.com"]["html"]
+    assert "&lt;b&gt;Ana&lt;/b&gt; &amp; &quot;Bo&quot;" in markup and "<b>Ana</b>" not in markup
+
+
+def test_template_mode_sends_the_body_once(fake: RunningFakeESP, message: Outgoing, record_path: Any) -> None:
+    adapter = PostmarkAdapter(TOKEN, base_url=fake.url)
+    adapter.prepare(message)
+    adapter.send_batch(message, make_recipients(3))
+    adapter.send_batch(message, make_recipients(3, start=3))
+    adapter.close()
+    assert fake.esp.stats["templates_created"] == 1
+    (template,) = fake.esp.templates.values()
+    assert template.alias == "newsletter-0123456789abcdef"
+    assert "%%" not in template.html_body and "{{name}}" in template.html_body
+    assert {e["template"] for e in read_record(record_path)} == {"newsletter-0123456789abcdef"}
+
+
+def test_the_record_has_one_line_per_accepted_message(
+    adapter: PostmarkAdapter, fake: RunningFakeESP, message: Outgoing, record_path: Any
+) -> None:
+    fake.esp.set_faults(inactive=["reader3@example.com"])
+    results = adapter.send_batch(message, make_recipients(500))
+    accepted = [r for r in results if r.outcome is Outcome.ACCEPTED]
+    assert len(accepted) == 499
+    record = read_record(record_path)
+    assert len(record) == 499
+    assert sorted(e["message_id"] for e in record) == sorted(r.message_id or "" for r in accepted)
+
+
+def test_mustachio_translation_escapes_literal_braces() -> None:
+    body = "a { b } {{c}} {%%name%%} {{{d}}} %%email%%"
+    translated, needs_brace = mustachio(body)
+    assert needs_brace
+    model = {"name": "<N>", "email": "e@x", "lbrace": "{"}
+    rendered = render_mustachio(compile_mustachio(translated), model, escape=True)
+    assert rendered == "a { b } {{c}} {&lt;N&gt;} {{{d}}} e@x"
+    assert mustachio("p { color: red }") == ("p { color: red }", False)
+    assert template_alias("ab/cd" * 10, 3) == "newsletter-abcdabcdabcdabcd"
+    assert template_alias("", 3) == "newsletter-send-3"
+
+
+# -- templates across processes ----------------------------------------------------------------
+
+
+def test_two_processes_preparing_the_same_send_share_one_template(
+    fake: RunningFakeESP, message: Outgoing
+) -> None:
+    adapters = [PostmarkAdapter(TOKEN, base_url=fake.url) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def prepare(adapter: PostmarkAdapter) -> None:
+        try:
+            adapter._prepare(message)  # the raising variant, to see any failure
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=prepare, args=(a,)) for a in adapters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(fake.esp.templates) == 1
+    for index, adapter in enumerate(adapters):
+        (result,) = adapter.send_batch(message, [make_recipient(index)])
+        assert result.outcome is Outcome.ACCEPTED
+        adapter.close()
+
+
+def test_an_existing_template_with_other_content_is_updated(fake: RunningFakeESP, message: Outgoing) -> None:
+    first = PostmarkAdapter(TOKEN, base_url=fake.url)
+    first.prepare(make_message(html="<p>old %%name%%</p>"))
+    first.close()
+    second = PostmarkAdapter(TOKEN, base_url=fake.url)
+    second.prepare(message)
+    assert fake.esp.stats["templates_created"] == 1 and fake.esp.stats["templates_updated"] == 1
+    (template,) = fake.esp.templates.values()
+    assert template.html_body == mustachio(message.html)[0]
+    second.close()
+
+
+def test_a_template_deleted_mid_send_is_made_again(
+    fake: RunningFakeESP, message: Outgoing, record_path: Any
+) -> None:
+    adapter = PostmarkAdapter(TOKEN, base_url=fake.url)
+    adapter.prepare(message)
+    fake.esp.templates.clear()
+    results = adapter.send_batch(message, make_recipients(2))
+    assert {r.outcome for r in results} == {Outcome.RETRY}
+    assert all("1101" in (r.error or "") for r in results)
+    results = adapter.send_batch(message, make_recipients(2))
+    assert {r.outcome for r in results} == {Outcome.ACCEPTED}
+    assert len(read_record(record_path)) == 2
+    adapter.delete_template(message)
+    assert fake.esp.templates == {}
+    adapter.close()
+
+
+# -- whole-request faults ----------------------------------------------------------------------
+
+
+def test_429_is_retryable_with_its_retry_after(
+    adapter: PostmarkAdapter, fake: RunningFakeESP, message: Outgoing
+) -> None:
+    adapter.prepare(message)
+    fake.esp.set_faults(next=["429"], retry_after=7)
+    with pytest.raises(RetryableError) as caught:
+        adapter.send_batch(message, make_recipients(3))
+    assert caught.value.retry_after == 7
+    assert all(r.outcome is Outcome.ACCEPTED for r in adapter.send_batch(message, make_recipients(3)))
+
+
+@pytest.mark.parametrize(("fault", "retry_after"), [("500", None), ("503", 2.5)])
+def test_server_errors_are_retryable(
+    adapter: PostmarkAdapter, fake: RunningFakeESP, message: Outgoing, fault: str, retry_after: float | None
+) -> None:
+    adapter.prepare(message)
+    fake.esp.set_faults(next=[fault], retry_after=2.5)
+    with pytest.raises(RetryableError) as caught:
+        adapter.send_batch(message, make_recipients(3))
+    assert caught.value.retry_after == retry_after
+    assert str(fault) in str(caught.value)
+
+
+def test_an_answer_slower_than_the_timeout_leaves_every_recipient_unknown(
+    fake: RunningFakeESP, templates: bool, message: Outgoing, record_path: Any
+) -> None:
+    """The fake processed the batch and answered too late: resending would deliver twice."""
+    adapter = PostmarkAdapter(
+        TOKEN, base_url=fake.url, templates=templates, timeouts=Timeouts(connect=1, read=0.3, write=1, pool=1)
+    )
+    adapter.prepare(message)
+    fake.esp.set_faults(next=["slow"], slow_seconds=1.5)
+    results = adapter.send_batch(message, make_recipients(4))
+    assert [r.outcome for r in results] == [Outcome.UNKNOWN] * 4
+    assert all("ReadTimeout" in (r.error or "") for r in results)
+    assert len(read_record(record_path)) == 4  # ... and they were in fact accepted
+    adapter.close()
+
+
+@pytest.mark.parametrize("fault", ["drop", "drop_after"])
+def test_a_dropped_connection_leaves_every_recipient_unknown(
+    adapter: PostmarkAdapter, fake: RunningFakeESP, message: Outgoing, record_path: Any, fault: str
+) -> None:
+    """The whole request reached the fake before it hung up. From the client's side ``drop``
+    (nothing processed) and ``drop_after`` (all processed) look exactly alike, so neither may be
+    called a failure or retried blindly: both are ``unknown``."""
+    adapter.prepare(message)
+    fake.esp.set_faults(next=[fault])
+    results = adapter.send_batch(message, make_recipients(3))
+    assert [r.outcome for r in results] == [Outcome.UNKNOWN] * 3
+    assert all("RemoteProtocolError" in (r.error or "") for r in results)
+    assert len(read_record(record_path)) == (3 if fault == "drop_after" else 0)
+    assert all(r.outcome is Outcome.ACCEPTED for r in adapter.send_batch(message, make_recipients(3, 3)))
+
+
+def test_no_connection_at_all_is_retryable(message: Outgoing, templates: bool) -> None:
+    """Nothing listens on the port: the request never left, so retrying is safe."""
+    with running(FakeESP(token=TOKEN)) as gone:
+        url = gone.url
+    adapter = PostmarkAdapter(TOKEN, base_url=url, templates=templates, timeout=1)
+    adapter.prepare(message)  # does not raise: the first batch tries again
+    with pytest.raises(RetryableError, match="could not connect"):
+        adapter.send_batch(message, make_recipients(2))
+    adapter.close()
+
+
+def test_a_wrong_token_stops_the_send(fake: RunningFakeESP, message: Outgoing, templates: bool) -> None:
+    adapter = PostmarkAdapter("wrong-token", base_url=fake.url, templates=templates)
+    adapter.prepare(message)
+    with pytest.raises(AuthError, match="401"):
+        adapter.send_batch(message, make_recipients(2))
+    adapter.close()
+
+
+def test_a_revoked_token_mid_send_stops_it(
+    adapter: PostmarkAdapter, fake: RunningFakeESP, message: Outgoing
+) -> None:
+    adapter.prepare(message)
+    assert adapter.send_batch(message, make_recipients(1))[0].outcome is Outcome.ACCEPTED
+    fake.esp.set_faults(unauthorized=True)
+    with pytest.raises(AuthError):
+        adapter.send_batch(message, make_recipients(2))
+
+
+def test_a_batch_above_the_limit_is_never_sent(
+    adapter: PostmarkAdapter, fake: RunningFakeESP, message: Outgoing, record_path: Any
+) -> None:
+    with pytest.raises(ValueError, match="500"):
+        adapter.send_batch(message, make_recipients(501))
+    assert fake.esp.stats["send_requests"] == 0
+
+    adapter.max_batch = 501  # even raised by mistake, no request carries more than 500
+    results = adapter.send_batch(message, make_recipients(501))
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 501
+    assert fake.esp.stats["send_requests"] == 2 and fake.esp.stats["refused_too_many"] == 0
+
+
+def test_a_batch_the_provider_finds_too_big_stops_the_send(
+    adapter: PostmarkAdapter, fake: RunningFakeESP, message: Outgoing, record_path: Any
+) -> None:
+    """Postmark's limit lower than ours (ErrorCode 410): no recipient's fault, so nobody is failed."""
+    fake.esp.set_faults(max_batch=3)
+    with pytest.raises(AuthError, match="410"):
+        adapter.send_batch(message, make_recipients(5))
+    assert read_record(record_path) == [] and fake.esp.stats["refused_too_many"] == 1
+
+
+# -- per-message answers -----------------------------------------------------------------------
+
+
+def test_inactive_and_invalid_recipients_fail_alone(
+    adapter: PostmarkAdapter, fake: RunningFakeESP, message: Outgoing
+) -> None:
+    fake.esp.set_faults(inactive=["reader1@example.com"], invalid=["reader3@example.com"])
+    results = by_id(adapter.send_batch(message, make_recipients(5)))
+    outcomes = {i - 1000: r.outcome for i, r in results.items()}
+    assert outcomes == {
+        0: Outcome.ACCEPTED,
+        1: Outcome.FAILED,
+        2: Outcome.ACCEPTED,
+        3: Outcome.FAILED,
+        4: Outcome.ACCEPTED,
+    }
+    assert "ErrorCode 406" in (results[1001].error or "") and "inactive" in (results[1001].error or "")
+    assert "ErrorCode 300" in (results[1003].error or "")
+    assert results[1001].message_id is None and results[1000].message_id
+
+
+# -- mapping details, against scripted answers -------------------------------------------------
+
+
+def scripted(handler: Any) -> PostmarkAdapter:
+    client = httpx.Client(base_url="https://postmark.test", transport=httpx.MockTransport(handler))
+    return PostmarkAdapter(TOKEN, templates=False, client=client)
+
+
+def test_per_message_codes_map_to_outcomes(message: Outgoing) -> None:
+    answers = [
+        {"ErrorCode": 0, "Message": "OK", "MessageID": "m0"},
+        {"ErrorCode": 429, "Message": "Rate limit exceeded"},
+        {"ErrorCode": 100, "Message": "Maintenance"},
+        {"ErrorCode": 406, "Message": "Inactive"},
+        {"ErrorCode": 412, "Message": "Account pending"},
+        {"Nothing": "useful"},
+    ]
+    adapter = scripted(lambda request: httpx.Response(200, json=answers))
+    outcomes = [r.outcome for r in adapter.send_batch(message, make_recipients(6))]
+    assert outcomes == [
+        Outcome.ACCEPTED,
+        Outcome.RETRY,
+        Outcome.RETRY,
+        Outcome.FAILED,
+        Outcome.RETRY,  # the account's problem, not this recipient's
+        Outcome.UNKNOWN,
+    ]
+
+
+def test_an_account_problem_with_nothing_accepted_stops_the_send(message: Outgoing) -> None:
+    answers = [{"ErrorCode": 401, "Message": "Sender signature not confirmed"}] * 2
+    adapter = scripted(lambda request: httpx.Response(200, json=answers))
+    with pytest.raises(AuthError, match="401"):
+        adapter.send_batch(message, make_recipients(2))
+
+
+def test_a_422_fails_every_recipient_but_account_codes_stop(message: Outgoing) -> None:
+    body = {"ErrorCode": 300, "Message": "Invalid email request"}
+    adapter = scripted(lambda request: httpx.Response(422, json=body))
+    results = adapter.send_batch(message, make_recipients(2))
+    assert [r.outcome for r in results] == [Outcome.FAILED] * 2
+    assert results[0].error == "ErrorCode 300: Invalid email request"
+    stream = {"ErrorCode": 1235, "Message": "The 'MessageStream' provided does not exist"}
+    with pytest.raises(AuthError, match="1235"):
+        scripted(lambda request: httpx.Response(422, json=stream)).send_batch(message, make_recipients(2))
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        (httpx.Response(200, text="<html>gateway</html>"), Outcome.UNKNOWN),
+        (httpx.Response(200, json=[{"ErrorCode": 0, "MessageID": "only one"}]), Outcome.UNKNOWN),
+    ],
+)
+def test_an_unreadable_answer_is_unknown(
+    message: Outgoing, response: httpx.Response, expected: Outcome
+) -> None:
+    adapter = scripted(lambda request: response)
+    assert [r.outcome for r in adapter.send_batch(message, make_recipients(2))] == [expected] * 2
+
+
+def test_an_unexpected_status_stops_rather_than_fails(message: Outgoing) -> None:
+    adapter = scripted(lambda request: httpx.Response(404, text="Not Found"))
+    with pytest.raises(AuthError, match="404"):
+        adapter.send_batch(message, make_recipients(2))
+
+
+def test_plain_bodies_split_under_the_size_limit_and_keep_what_was_accepted(
+    fake: RunningFakeESP, message: Outgoing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postmark, "MAX_BATCH_BYTES", 2500)  # about two messages a request
+    adapter = PostmarkAdapter(TOKEN, base_url=fake.url, templates=False)
+    results = adapter.send_batch(message, make_recipients(6))
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 6
+    requests = fake.esp.stats["send_requests"]
+    assert requests >= 3
+
+    fake.esp.set_faults(next=["ok", "503"])
+    results = adapter.send_batch(message, make_recipients(6))
+    outcomes = [r.outcome for r in results]
+    assert outcomes[0] is Outcome.ACCEPTED and Outcome.RETRY in outcomes
+    assert outcomes == sorted(outcomes, key=lambda o: o is Outcome.RETRY)  # accepted first, then retry
+    adapter.close()
+
+
+def test_retry_after_in_seconds_or_as_a_date() -> None:
+    now = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+    assert parse_retry_after("30") == 30
+    assert parse_retry_after("Fri, 27 Nov 2026 12:00:42 GMT", now=now) == 42
+    assert parse_retry_after("Fri, 27 Nov 2026 11:00:00 GMT", now=now) == 0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
