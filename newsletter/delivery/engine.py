@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import random
 import socket
 import threading
 import time
@@ -48,7 +49,8 @@ from newsletter.delivery.esp.base import (
 from newsletter.delivery.message import delivery_message_id, list_unsubscribe, new_message_id
 from newsletter.delivery.tokens import TokenSigner
 from newsletter.errors import NewsletterError
-from newsletter.store.ledger import MAX_ATTEMPTS, Claimed, Ledger, ledger_for
+from newsletter.store.db import writing
+from newsletter.store.ledger import MAX_ATTEMPTS, Batch, Claimed, Ledger, ledger_for
 from newsletter.store.ledger import Outcome as Recorded
 from newsletter.store.models import DeliveryState, SendState
 
@@ -101,6 +103,10 @@ class RetryPolicy:
     multiplier: float = 0.5  #: the first wait is up to this many seconds, doubling
     max_wait: float = 60.0
 
+    def pause(self, tries: int) -> float:
+        """Before sending recipients refused for now again: full jitter, doubling per try."""
+        return random.uniform(0, min(self.max_wait, self.multiplier * 2**tries))
+
     def wait(self, state: RetryCallState) -> float:
         backoff = float(wait_random_exponential(multiplier=self.multiplier, max=self.max_wait)(state))
         error = state.outcome.exception() if state.outcome else None
@@ -143,7 +149,9 @@ class Personaliser:
         self.mailto = mailto
         self.domain = message_domain
 
-    def recipients(self, send_id: int, claimed: Sequence[Claimed], *, test: bool = False) -> list[Recipient]:
+    def recipients(
+        self, send_id: int, claimed: Sequence[Claimed], *, test: bool = False
+    ) -> list[Recipient]:
         """``test``: copies outside the ledger get random Message-IDs, so each one arrives."""
         out = []
         tag, domain = self.signer.install_tag, self.domain
@@ -182,22 +190,30 @@ class RunReport:
         self.outcomes.update(str(r.state) for r in recorded)
 
 
-def _recorded(results: Sequence[Result], claimed: Sequence[Claimed]) -> list[Recorded]:
-    """Map the adapter's answers to ledger states; a recipient it did not answer for is unknown."""
+def _recorded(results: Sequence[Result], claimed: Sequence[Claimed], tries: int) -> list[Recorded]:
+    """Map the adapter's answers to ledger states; a recipient it did not answer for is unknown.
+
+    ``tries``: how often these recipients were handed to the provider in this claim, this time
+    included; a recipient refused for now (``retry``) stays pending until it reaches
+    ``MAX_ATTEMPTS``, then fails.
+    """
     by_id = {r.delivery_id: r for r in results}
     out = []
     for row in claimed:
         result = by_id.get(row.delivery_id)
+        attempts = row.attempts + tries
         if result is None:
-            out.append(Recorded(row.delivery_id, DeliveryState.UNKNOWN, None, "the provider gave no answer"))
+            out.append(
+                Recorded(row.delivery_id, DeliveryState.UNKNOWN, None, "the provider gave no answer")
+            )
         elif result.outcome is Outcome.ACCEPTED:
             out.append(Recorded(row.delivery_id, DeliveryState.ACCEPTED, result.message_id, None))
         elif result.outcome is Outcome.FAILED:
             out.append(Recorded(row.delivery_id, DeliveryState.FAILED, None, result.error or "refused"))
-        elif result.outcome is Outcome.RETRY and row.attempts < MAX_ATTEMPTS:
+        elif result.outcome is Outcome.RETRY and attempts < MAX_ATTEMPTS:
             out.append(Recorded(row.delivery_id, DeliveryState.PENDING, None, result.error))
         elif result.outcome is Outcome.RETRY:
-            error = f"gave up after {row.attempts} attempts: {result.error or 'refused for now'}"
+            error = f"gave up after {attempts} attempts: {result.error or 'refused for now'}"
             out.append(Recorded(row.delivery_id, DeliveryState.FAILED, None, error))
         else:
             out.append(Recorded(row.delivery_id, DeliveryState.UNKNOWN, result.message_id, result.error))
@@ -224,28 +240,75 @@ class _Run:
         adapter = self.make_adapter()
         try:
             adapter.prepare(self.message)
-            with self.engine.connect() as conn:
+            with writing(self.engine).connect() as conn:
                 ledger = ledger_for(conn)
                 while not self.stop.is_set():
                     with conn.begin():
-                        claimed = ledger.claim(self.send_id, adapter.max_batch, owner=owner, lease=self.lease)
-                    if not claimed:
+                        batch = ledger.claim(self.send_id, adapter.max_batch, owner=owner, lease=self.lease)
+                    if batch is None:
                         return
-                    self._batch(conn, ledger, adapter, owner, claimed)
+                    self._batch(conn, ledger, adapter, owner, batch)
         finally:
             adapter.close()
 
-    def _batch(self, conn: Any, ledger: Ledger, adapter: Adapter, owner: str, claimed: list[Claimed]) -> None:
-        ids = [row.delivery_id for row in claimed]
-        recipients = self.personaliser.recipients(self.send_id, claimed)
+    def _batch(self, conn: Any, ledger: Ledger, adapter: Adapter, owner: str, batch: Batch) -> None:
+        """Send the claimed batch until every row has its outcome, then close the claim.
+
+        Recipients the provider refused for now are sent again by this worker, after a pause,
+        under the same claim (and with the same Message-ID) until they are taken or give up.
+        """
+        recipients = dict(
+            zip(
+                (row.delivery_id for row in batch.rows),
+                self.personaliser.recipients(self.send_id, batch.rows),
+                strict=True,
+            )
+        )
+        rows = list(batch.rows)
+        tries = 0
+        while rows:
+            tries += 1
+            answers = self._send(
+                conn, ledger, adapter, owner, batch, [recipients[r.delivery_id] for r in rows]
+            )
+            if answers is None:
+                return
+            recorded = _recorded(answers, rows, tries)
+            with conn.begin():
+                ledger.record(batch, recorded, owner=owner)
+            final = [r for r in recorded if r.state is not DeliveryState.PENDING]
+            with self.lock:
+                self.report.add(final)
+            if self.on_batch is not None:
+                self.on_batch(final)
+            again = {r.delivery_id for r in recorded if r.state is DeliveryState.PENDING}
+            rows = [row for row in rows if row.delivery_id in again]
+            if rows and self.stop.wait(self.retry.pause(tries)):
+                break  # stopping: the rows still pending go back with the claim
+        with conn.begin():
+            if rows:
+                ledger.release(batch, owner=owner)
+            else:
+                ledger.close(batch, owner=owner)
+
+    def _send(
+        self,
+        conn: Any,
+        ledger: Ledger,
+        adapter: Adapter,
+        owner: str,
+        batch: Batch,
+        recipients: list[Recipient],
+    ) -> list[Result] | None:
+        """One request (retried as a whole on 429, 5xx, no connection); None if the run must halt."""
         self.limiter.acquire(len(recipients))
 
         def before_retry(state: RetryCallState) -> None:
             with conn.begin():
-                ledger.renew_lease(ids, owner=owner, lease=self.lease)
+                ledger.renew(batch, owner=owner, lease=self.lease)
 
         try:
-            results = Retrying(
+            answers: list[Result] = Retrying(
                 retry=retry_if_exception_type(RetryableError),
                 wait=self.retry.wait,
                 stop=stop_after_attempt(self.retry.attempts),
@@ -253,26 +316,22 @@ class _Run:
                 reraise=True,
             )(adapter.send_batch, self.message, recipients)
         except AuthError as exc:
-            self._halt(conn, ledger, owner, ids, SendState.STOPPED, "auth", f"the provider refused: {exc}")
-            return
+            self._halt(
+                conn, ledger, owner, batch, SendState.STOPPED, "auth", f"the provider refused: {exc}"
+            )
+            return None
         except RetryableError as exc:
             message = f"the provider kept failing ({exc}); resume later with --resume"
-            self._halt(conn, ledger, owner, ids, SendState.PAUSED, "provider", message)
-            return
-        recorded = _recorded(results, claimed)
-        with conn.begin():
-            ledger.record(recorded, owner=owner)
-        with self.lock:
-            self.report.add(recorded)
-        if self.on_batch is not None:
-            self.on_batch(recorded)
+            self._halt(conn, ledger, owner, batch, SendState.PAUSED, "provider", message)
+            return None
+        return answers
 
     def _halt(
-        self, conn: Any, ledger: Ledger, owner: str, ids: list[int], state: SendState, why: str, error: str
+        self, conn: Any, ledger: Ledger, owner: str, batch: Batch, state: SendState, why: str, error: str
     ) -> None:
-        """Hand the batch back untouched and stop every worker of this run."""
+        """Hand the batch back (its rows still pending were not sent) and stop every worker."""
         with conn.begin():
-            ledger.release(ids, owner=owner)
+            ledger.release(batch, owner=owner)
             ledger.set_state(self.send_id, state, error=error, only_from=[SendState.SENDING])
         with self.lock:
             if self.report.stopped is None:
@@ -307,7 +366,7 @@ def run_send(
     if batch_size:
         make_adapter = _capped(make_adapter, batch_size)
         burst = min(burst, batch_size)
-    with engine.begin() as conn:
+    with writing(engine).begin() as conn:
         ledger = ledger_for(conn)
         _expire_dead(ledger, send_id)
     run = _Run(
@@ -329,7 +388,7 @@ def run_send(
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="newsletter-send") as pool:
             for future in [pool.submit(run.worker) for _ in range(workers)]:
                 future.result()
-    with engine.begin() as conn:
+    with writing(engine).begin() as conn:
         ledger = ledger_for(conn)
         if report.stopped is None and stop.is_set():
             report.stopped = "paused"
@@ -344,10 +403,7 @@ def run_send(
 
 def _expire_dead(ledger: Ledger, send_id: int) -> None:
     """Rows in flight by a process of this host that died, or whose lease ran out: ``unknown``."""
-    dead = dead_local_owners(ledger.lease_owners(send_id))
-    if dead:
-        ledger.expire_owners(send_id, dead)
-    ledger.expire_leases(send_id)
+    ledger.expire(send_id, dead_local_owners(ledger.lease_owners(send_id)))
 
 
 def _capped(make_adapter: Callable[[], Adapter], size: int) -> Callable[[], Adapter]:

@@ -31,7 +31,7 @@ from newsletter.delivery.tokens import TokenSigner
 from newsletter.errors import BadInput, ConfigError
 from newsletter.render.email import RenderedIssue, render_issue
 from newsletter.store.addresses import InvalidAddress, normalize
-from newsletter.store.db import open_database
+from newsletter.store.db import open_database, writing
 from newsletter.store.ledger import Claimed, Ledger, SendCounts, SendInfo, ledger_for
 from newsletter.store.ledger import Outcome as Recorded
 from newsletter.store.models import SendState
@@ -264,7 +264,10 @@ def plan(
                 raise BadInput(
                     f"send {existing.id} of this issue is scheduled; change it with `newsletter schedule`"
                 )
-            if existing.state in (SendState.FINISHED, SendState.CANCELLED, SendState.MISSED) and not unknown:
+            if (
+                existing.state in (SendState.FINISHED, SendState.CANCELLED, SendState.MISSED)
+                and not unknown
+            ):
                 return Plan(audience=0, existing=existing, counts=counts, nothing_to_do=True, **common)
             if existing.state in RESUMABLE and not (resume or retry_unknown or start):
                 raise BadInput(
@@ -317,11 +320,12 @@ def execute(
 ) -> SendOutcome:
     """Create (snapshot) or reopen the send, then run it to the end or until it stops."""
     prepared = the_plan.prepared
-    make_adapter = adapter_factory(settings.esp)
-    personaliser = personaliser_for(settings)
+    # A missing provider secret or signing key fails here, before anything is written.
+    adapter_factory(settings.esp)
+    personaliser_for(settings)
     engine = open_database(settings.database.url)
     try:
-        with engine.begin() as conn:
+        with writing(engine).begin() as conn:
             ledger = ledger_for(conn)
             if the_plan.existing is None:
                 send = ledger.create_send(
@@ -336,9 +340,7 @@ def execute(
                 reopen(ledger, the_plan.existing, retry_unknown=the_plan.retry_unknown)
                 send = ledger.get_send(the_plan.existing.id)
             total = ledger.counts(send.id).open
-        report = _run(
-            engine, send, prepared, settings, make_adapter, personaliser, stop, workers, progress, total
-        )
+        report = _run(engine, send, prepared, settings, stop, workers, progress, total)
         with engine.connect() as conn:
             ledger = ledger_for(conn)
             return SendOutcome(
@@ -353,13 +355,12 @@ def _run(
     send: SendInfo,
     prepared: PreparedIssue,
     settings: Settings,
-    make_adapter: Any,
-    personaliser: Personaliser,
     stop: threading.Event | None,
     workers: int | None,
     progress: Any,
     total: int,
 ) -> RunReport:
+    """Run the send in this process, with ``workers`` batches in flight at once (threads)."""
     esp = settings.esp
 
     def go(on_batch: Callable[[Sequence[Recorded]], None] | None) -> RunReport:
@@ -367,8 +368,8 @@ def _run(
             engine,
             send.id,
             outgoing_for(send.id, prepared, settings),
-            make_adapter,
-            personaliser,
+            adapter_factory(esp),
+            personaliser_for(settings),
             workers=workers or esp.workers,
             rate=esp.rate,
             lease=dt.timedelta(seconds=esp.lease_seconds),
@@ -384,7 +385,9 @@ def _run(
         return go(lambda recorded: progress.advance(task, len(recorded)))
 
 
-def send_test(prepared: PreparedIssue, settings: Settings, addresses: Sequence[str]) -> list[tuple[str, str]]:
+def send_test(
+    prepared: PreparedIssue, settings: Settings, addresses: Sequence[str]
+) -> list[tuple[str, str]]:
     """A "[TEST]" copy to each address through the configured provider; nothing in the ledger."""
     try:
         normalized = [normalize(address).email for address in addresses]
@@ -484,8 +487,8 @@ def work_once(
             running = [ledger_for(conn).get_send(send_id) for send_id in ledger_for(conn).running_sends()]
         if not running:
             return False
-        make_adapter = adapter_factory(settings.esp)
-        personaliser = personaliser_for(settings)
+        adapter_factory(settings.esp)  # a missing secret fails at once
+        personaliser_for(settings)
         for send in running:
             if stop.is_set():
                 break
@@ -493,16 +496,14 @@ def work_once(
                 prepared = prepare_issue(Path(send.issue_file), settings)
                 check_resumable(send, prepared)
             except BadInput as exc:
-                with engine.begin() as conn:
+                with writing(engine).begin() as conn:
                     ledger_for(conn).set_state(
                         send.id, SendState.PAUSED, error=str(exc), only_from=[SendState.SENDING]
                     )
                 log(f"send {send.id}: paused: {exc}")
                 continue
             log(f"send {send.id} ({send.issue_file}): working")
-            report = _run(
-                engine, send, prepared, settings, make_adapter, personaliser, stop, workers, None, 0
-            )
+            report = _run(engine, send, prepared, settings, stop, workers, None, 0)
             with engine.connect() as conn:
                 ledger = ledger_for(conn)
                 state, counts = ledger.get_send(send.id).state, _counts_line(ledger.counts(send.id))

@@ -215,15 +215,14 @@ class DeliveryState(enum.StrEnum):
     """pending -> sending -> accepted | failed | suppressed; ``unknown`` when nobody can tell."""
 
     PENDING = "pending"  #: in the audience snapshot, not yet handed to the provider
-    SENDING = "sending"  #: claimed by a worker under a lease
+    #: In flight: a pending row inside an open claim. Reported, never stored: a claim marks a
+    #: whole range at once instead of writing every row twice (see ``Claim``).
+    SENDING = "sending"
     ACCEPTED = "accepted"  #: the provider took it (``provider_message_id`` says which)
     FAILED = "failed"  #: refused for good (invalid address, inactive recipient, gave up retrying)
     SUPPRESSED = "suppressed"  #: the person left, or was suppressed, after the snapshot
     UNKNOWN = "unknown"  #: the request may or may not have gone through; resent only on request
 
-
-#: Deliveries that still need work: a send with none of these left is finished.
-OPEN_DELIVERY_STATES = frozenset({DeliveryState.PENDING, DeliveryState.SENDING})
 
 #: BIGINT on PostgreSQL (a ledger outgrows 2**31 rows), the rowid alias INTEGER on SQLite.
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -264,8 +263,52 @@ class Send(Base):
     )
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    #: The highest delivery id handed out in a claim: the next claim starts after it.
+    claimed_through: Mapped[int] = mapped_column(BigId, default=0, server_default="0")
 
     __table_args__ = (UniqueConstraint("issue_date", "segment", name="uq_sends_issue_date_segment"),)
+
+
+class ClaimState(enum.StrEnum):
+    OPEN = "open"  #: a worker holds it until ``expires_at``
+    DONE = "done"  #: every delivery in it has its outcome
+    RELEASED = "released"  #: handed back unsent (the send paused or stopped): the next worker takes it
+    EXPIRED = "expired"  #: its worker died or ran out of lease: its pending rows became unknown
+
+
+class Claim(Base):
+    """A worker's lease on one batch of a send: the deliveries with ``after_id < id <= through_id``.
+
+    Claiming a range is two small writes (the send's cursor and this row) where marking each row
+    ``sending`` was one write per recipient, and PostgreSQL writes a new version of a row for every
+    update. A row in an open claim that is still ``pending`` is in flight; when a claim expires,
+    those rows become ``unknown``. Claims of one send never overlap, so no row is ever in two.
+    """
+
+    __tablename__ = "claims"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    send_id: Mapped[int] = mapped_column(Integer)
+    after_id: Mapped[int] = mapped_column(BigId)
+    through_id: Mapped[int] = mapped_column(BigId)
+    state: Mapped[ClaimState] = mapped_column(
+        Enum(
+            ClaimState,
+            name="claim_state",
+            native_enum=False,
+            create_constraint=True,
+            length=20,
+            values_callable=_values,
+        )
+    )
+    #: ``host:pid:thread`` of the worker, so a resume on the same host can tell a dead one.
+    owner: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.current_timestamp()
+    )
+
+    __table_args__ = (Index("ix_claims_send_id_state", "send_id", "state"),)
 
 
 class Delivery(Base):
@@ -303,15 +346,13 @@ class Delivery(Base):
     #: which every adapter sends along as message metadata.
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
-    #: Which worker holds the row while it is ``sending``, and until when.
-    lease_owner: Mapped[str | None] = mapped_column(String(64))
-    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         UniqueConstraint("send_id", "subscriber_id", name="uq_deliveries_send_id_subscriber_id"),
-        # Claims read "the next pending rows of this send in id order".
-        Index("ix_deliveries_send_id_state_id", "send_id", "state", "id"),
+        # Claims take the next ids of a send; nothing indexes ``state``, so recording an outcome
+        # changes no index entry.
+        Index("ix_deliveries_send_id_id", "send_id", "id"),
         # ``forget`` clears a subscriber's id here; and a subscriber's history.
         Index("ix_deliveries_subscriber_id", "subscriber_id"),
     )

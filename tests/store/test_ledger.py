@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
 from sqlalchemy import Engine, select, update
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.store.ledger import Ledger, Outcome, ledger_for
 from newsletter.store.models import (
+    Claim,
     Delivery,
     DeliveryState,
     SendState,
@@ -86,7 +88,7 @@ def test_one_send_per_issue_and_segment(
         _send(ledger_for(conn))
 
 
-def test_claim_takes_pending_rows_in_order_under_a_lease(
+def test_claims_take_disjoint_ranges_in_order_under_a_lease(
     engine: Engine, repo: SubscriberRepository, session: Session
 ) -> None:
     _subscribers(repo, session, 5)
@@ -97,15 +99,23 @@ def test_claim_takes_pending_rows_in_order_under_a_lease(
     with engine.begin() as conn:
         second = ledger_for(conn).claim(send_id, 3, owner="w2", lease=LEASE)
         third = ledger_for(conn).claim(send_id, 3, owner="w2", lease=LEASE)
-    assert [c.email for c in first] == [f"reader{i}@example.org" for i in range(3)]
-    assert [c.email for c in second] == ["reader3@example.org", "reader4@example.org"]
-    assert third == []
-    assert all(c.attempts == 1 and c.name.startswith("Reader") for c in first + second)
+    assert first is not None and second is not None and third is None
+    assert [c.email for c in first.rows] == [f"reader{i}@example.org" for i in range(3)]
+    assert [c.email for c in second.rows] == ["reader3@example.org", "reader4@example.org"]
+    assert all(c.attempts == 0 and c.name.startswith("Reader") for c in first.rows + second.rows)
     with engine.connect() as conn:
-        owners = dict(conn.execute(select(Delivery.id, Delivery.lease_owner)).all())
+        claims = conn.execute(select(Claim.after_id, Claim.through_id, Claim.owner, Claim.state)).all()
         counts = ledger_for(conn).counts(send_id)
-    assert [owners[c.delivery_id] for c in first] == ["w1"] * 3
-    assert counts.by_state["sending"] == 5 and counts.open == 5
+        stored = {str(state) for state in conn.execute(select(Delivery.state)).scalars()}
+    ids = [c.delivery_id for c in first.rows + second.rows]
+    assert [(c.after_id < min(ids), c.owner, str(c.state)) for c in claims] == [
+        (True, "w1", "open"),
+        (False, "w2", "open"),
+    ]
+    assert claims[0].through_id == claims[1].after_id == first.rows[-1].delivery_id
+    # In flight is reported from the open claims; no delivery row was written to claim it.
+    assert counts.by_state["sending"] == 5 and counts.by_state["pending"] == 0 and counts.open == 5
+    assert stored == {"pending"}
 
 
 def test_suppression_mid_send_is_honoured_at_claim(
@@ -119,26 +129,27 @@ def test_suppression_mid_send_is_honoured_at_claim(
     session.add(Suppression(address_hash=address_hash("reader2@example.org"), reason="complained"))
     session.commit()
     with engine.begin() as conn:
-        claimed = ledger_for(conn).claim(send_id, 10, owner="w", lease=LEASE)
-    assert [c.email for c in claimed] == ["reader3@example.org"]
+        batch = ledger_for(conn).claim(send_id, 10, owner="w", lease=LEASE)
+    assert batch is not None and [c.email for c in batch.rows] == ["reader3@example.org"]
     with engine.connect() as conn:
         counts = ledger_for(conn).counts(send_id)
     assert counts.by_state["suppressed"] == 3 and counts.by_state["sending"] == 1
 
 
-def test_record_writes_each_outcome_only_for_the_lease_owner(
+def test_record_writes_each_outcome_only_while_the_claim_is_the_owners(
     engine: Engine, repo: SubscriberRepository, session: Session
 ) -> None:
     _subscribers(repo, session, 4)
     with engine.begin() as conn:
-        ledger = ledger_for(conn)
-        send_id = _send(ledger)
+        send_id = _send(ledger_for(conn))
     with engine.begin() as conn:
-        claimed = ledger_for(conn).claim(send_id, 4, owner="w", lease=LEASE)
-    a, b, c, d = (row.delivery_id for row in claimed)
+        batch = ledger_for(conn).claim(send_id, 4, owner="w", lease=LEASE)
+    assert batch is not None
+    a, b, c, d = (row.delivery_id for row in batch.rows)
     with engine.begin() as conn:
         ledger = ledger_for(conn)
         changed = ledger.record(
+            batch,
             [
                 Outcome(a, DeliveryState.ACCEPTED, "pm-1"),
                 Outcome(b, DeliveryState.FAILED, None, "406 inactive recipient"),
@@ -147,7 +158,8 @@ def test_record_writes_each_outcome_only_for_the_lease_owner(
             owner="w",
         )
         assert changed == 3
-        assert ledger.record([Outcome(d, DeliveryState.ACCEPTED, "pm-x")], owner="somebody else") == 0
+        assert ledger.record(batch, [Outcome(d, DeliveryState.ACCEPTED, "x")], owner="somebody else") == 0
+        assert ledger.record(batch, [Outcome(a, DeliveryState.FAILED, None, "late")], owner="w") == 0
     with engine.connect() as conn:
         rows = {
             r.id: r
@@ -157,23 +169,30 @@ def test_record_writes_each_outcome_only_for_the_lease_owner(
                     Delivery.state,
                     Delivery.provider_message_id,
                     Delivery.error,
-                    Delivery.lease_owner,
+                    Delivery.attempts,
                 )
             )
         }
         counts = ledger_for(conn).counts(send_id)
     assert rows[a].state is DeliveryState.ACCEPTED and rows[a].provider_message_id == "pm-1"
-    assert rows[a].lease_owner is None
     assert rows[b].state is DeliveryState.FAILED and rows[b].error == "406 inactive recipient"
-    assert rows[c].state is DeliveryState.PENDING
-    assert rows[d].state is DeliveryState.SENDING and rows[d].lease_owner == "w"
+    assert rows[c].state is DeliveryState.PENDING and rows[c].attempts == 1  # refused for now: tried once
+    assert rows[d].state is DeliveryState.PENDING and rows[d].attempts == 0
     assert counts.failed_by_reason == {"406 inactive recipient": 1}
-    with engine.begin() as conn:  # the retried row is claimed again, its attempts counted
-        again = ledger_for(conn).claim(send_id, 4, owner="w", lease=LEASE)
-    assert [(r.delivery_id, r.attempts) for r in again] == [(c, 2)]
+    assert counts.by_state["sending"] == 2  # c and d, still in the open claim
+    with engine.begin() as conn:  # a closed claim accepts no more outcomes
+        ledger = ledger_for(conn)
+        ledger.record(
+            batch,
+            [Outcome(d, DeliveryState.ACCEPTED, "x"), Outcome(c, DeliveryState.ACCEPTED, "y")],
+            owner="w",
+        )
+        ledger.close(batch, owner="w")
+        assert ledger.record(batch, [Outcome(d, DeliveryState.FAILED, None, "x")], owner="w") == 0
+        assert ledger.finish_if_done(send_id)
 
 
-def test_expired_leases_and_dead_owners_become_unknown_and_retry_unknown_reopens(
+def test_expired_and_dead_claims_leave_unknowns_and_retry_unknown_hands_them_out_again(
     engine: Engine, repo: SubscriberRepository, session: Session
 ) -> None:
     _subscribers(repo, session, 3)
@@ -181,46 +200,99 @@ def test_expired_leases_and_dead_owners_become_unknown_and_retry_unknown_reopens
         send_id = _send(ledger_for(conn))
     with engine.begin() as conn:
         ledger = ledger_for(conn)
-        ledger.claim(send_id, 1, owner="expired", lease=LEASE)
-        ledger.claim(send_id, 1, owner="dead", lease=LEASE)
+        expired = ledger.claim(send_id, 1, owner="expired", lease=LEASE)
+        dead = ledger.claim(send_id, 1, owner="dead", lease=LEASE)
         alive = ledger.claim(send_id, 1, owner="alive", lease=LEASE)
+        assert expired and dead and alive
         conn.execute(
-            update(Delivery)
-            .where(Delivery.lease_owner == "expired")
-            .values(lease_expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+            update(Claim)
+            .where(Claim.owner == "expired")
+            .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
         )
     with engine.begin() as conn:
         ledger = ledger_for(conn)
         assert sorted(ledger.lease_owners(send_id)) == ["alive", "dead", "expired"]
-        assert ledger.expire_leases(send_id) == 1
-        assert ledger.expire_owners(send_id, ["dead"]) == 1
-        assert not ledger.finish_if_done(send_id)  # "alive" still holds a row
+        assert ledger.expire(send_id, ["dead"]) == 2
+        assert ledger.lease_owners(send_id) == ["alive"]
+        assert not ledger.finish_if_done(send_id)  # "alive" still holds a claim
         unknown = ledger.unknown_recipients(send_id)
+        # The dead worker's late answer changes nothing: its claim is no longer its own.
+        assert (
+            ledger.record(
+                dead, [Outcome(dead.rows[0].delivery_id, DeliveryState.ACCEPTED, "x")], owner="dead"
+            )
+            == 0
+        )
     assert [email for _, email, _ in unknown] == ["reader0@example.org", "reader1@example.org"]
     with engine.begin() as conn:
         ledger = ledger_for(conn)
-        ledger.record([Outcome(alive[0].delivery_id, DeliveryState.ACCEPTED, "id")], owner="alive")
+        ledger.record(
+            alive, [Outcome(alive.rows[0].delivery_id, DeliveryState.ACCEPTED, "id")], owner="alive"
+        )
+        ledger.close(alive, owner="alive")
     with engine.begin() as conn:
         ledger = ledger_for(conn)
         assert ledger.finish_if_done(send_id)
         assert ledger.get_send(send_id).state is SendState.FINISHED
         assert ledger.retry_unknown(send_id) == 2
-        assert ledger.counts(send_id).by_state["pending"] == 2
+        ledger.set_state(send_id, SendState.SENDING)
+    with engine.begin() as conn:  # both claims are handed out again; the accepted row is not
+        ledger = ledger_for(conn)
+        again = [ledger.claim(send_id, 5, owner="w", lease=LEASE) for _ in range(3)]
+    assert [[r.email for r in b.rows] if b else None for b in again] == [
+        ["reader0@example.org"],
+        ["reader1@example.org"],
+        None,
+    ]
 
 
-def test_release_hands_rows_back_untouched(
+def test_release_hands_the_unsent_rows_to_the_next_claim(
     engine: Engine, repo: SubscriberRepository, session: Session
 ) -> None:
-    _subscribers(repo, session, 2)
+    _subscribers(repo, session, 3)
     with engine.begin() as conn:
         send_id = _send(ledger_for(conn))
     with engine.begin() as conn:
-        ids = [c.delivery_id for c in ledger_for(conn).claim(send_id, 2, owner="w", lease=LEASE)]
+        batch = ledger_for(conn).claim(send_id, 3, owner="w", lease=LEASE)
+    assert batch is not None
     with engine.begin() as conn:
-        ledger_for(conn).release(ids, owner="w")
-    with engine.connect() as conn:
-        rows = conn.execute(select(Delivery.state, Delivery.attempts, Delivery.lease_owner)).all()
-    assert rows == [(DeliveryState.PENDING, 0, None)] * 2
+        ledger = ledger_for(conn)
+        ledger.record(batch, [Outcome(batch.rows[0].delivery_id, DeliveryState.ACCEPTED, "x")], owner="w")
+        ledger.release(batch, owner="w")
+    with engine.begin() as conn:
+        taken = ledger_for(conn).claim(send_id, 3, owner="v", lease=LEASE)
+    assert taken is not None and taken.claim_id == batch.claim_id
+    assert [r.email for r in taken.rows] == ["reader1@example.org", "reader2@example.org"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_concurrent_claims_never_overlap(
+    engine: Engine, repo: SubscriberRepository, session: Session
+) -> None:
+    _subscribers(repo, session, 60)
+    with engine.begin() as conn:
+        send_id = _send(ledger_for(conn))
+    taken: list[int] = []
+    lock = threading.Lock()
+
+    def work(owner: str) -> None:
+        with engine.connect() as conn:
+            ledger = ledger_for(conn)
+            while True:
+                with conn.begin():
+                    batch = ledger.claim(send_id, 3, owner=owner, lease=LEASE)
+                if batch is None:
+                    return
+                with lock:
+                    taken.extend(r.delivery_id for r in batch.rows)
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(taken) == 60 and len(set(taken)) == 60
 
 
 def test_forget_leaves_the_ledger_without_the_person(

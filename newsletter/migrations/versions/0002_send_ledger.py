@@ -22,6 +22,11 @@ depends_on: str | Sequence[str] | None = None
 
 SEND_STATE = ("scheduled", "sending", "paused", "stopped", "finished", "cancelled", "missed")
 DELIVERY_STATE = ("pending", "sending", "accepted", "failed", "suppressed", "unknown")
+CLAIM_STATE = ("open", "done", "released", "expired")
+
+
+def _big_id() -> sa.types.TypeEngine[int]:
+    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def _state(*values: str, name: str) -> sa.Enum:
@@ -43,32 +48,53 @@ def upgrade() -> None:
         sa.Column("recipients", sa.Integer(), nullable=False),
         sa.Column("scheduled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.func.current_timestamp(), nullable=False
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.func.current_timestamp(),
+            nullable=False,
         ),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("claimed_through", _big_id(), server_default="0", nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sends")),
         sa.UniqueConstraint("issue_date", "segment", name="uq_sends_issue_date_segment"),
     )
     op.create_table(
         "deliveries",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("id", _big_id(), nullable=False),
         sa.Column("send_id", sa.Integer(), nullable=False),
         sa.Column("subscriber_id", sa.Integer(), nullable=True),
         sa.Column("state", _state(*DELIVERY_STATE, name="delivery_state"), nullable=False),
         sa.Column("attempts", sa.SmallInteger(), nullable=False),
         sa.Column("provider_message_id", sa.String(length=255), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("lease_owner", sa.String(length=64), nullable=True),
-        sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deliveries")),
         sa.UniqueConstraint("send_id", "subscriber_id", name="uq_deliveries_send_id_subscriber_id"),
     )
-    op.create_index("ix_deliveries_send_id_state_id", "deliveries", ["send_id", "state", "id"])
+    op.create_index("ix_deliveries_send_id_id", "deliveries", ["send_id", "id"])
     op.create_index("ix_deliveries_subscriber_id", "deliveries", ["subscriber_id"])
+    op.create_table(
+        "claims",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("send_id", sa.Integer(), nullable=False),
+        sa.Column("after_id", _big_id(), nullable=False),
+        sa.Column("through_id", _big_id(), nullable=False),
+        sa.Column("state", _state(*CLAIM_STATE, name="claim_state"), nullable=False),
+        sa.Column("owner", sa.String(length=64), nullable=True),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.func.current_timestamp(),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_claims")),
+    )
+    op.create_index("ix_claims_send_id_state", "claims", ["send_id", "state"])
 
 
 def downgrade() -> None:
+    op.drop_table("claims")
     op.drop_table("deliveries")
     op.drop_table("sends")
