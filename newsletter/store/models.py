@@ -105,6 +105,14 @@ def _values(enum_cls: type[enum.Enum]) -> list[str]:
     return [str(member.value) for member in enum_cls]
 
 
+def _states(enum_cls: type[enum.Enum], name: str) -> Enum:
+    """A status column: its values as text with a CHECK constraint, not a native ENUM type, so a
+    new value is a one-line migration on SQLite and PostgreSQL alike."""
+    return Enum(
+        enum_cls, name=name, native_enum=False, create_constraint=True, length=20, values_callable=_values
+    )
+
+
 #: JSONB on PostgreSQL (indexable, compact), JSON text elsewhere.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -121,14 +129,7 @@ class Subscriber(Base):
     email_normalized: Mapped[str] = mapped_column(String(EMAIL_MAX), unique=True)
     name: Mapped[str | None] = mapped_column(Text)
     status: Mapped[SubscriberStatus] = mapped_column(
-        Enum(
-            SubscriberStatus,
-            name="subscriber_status",
-            native_enum=False,
-            create_constraint=True,
-            length=20,
-            values_callable=_values,
-        ),
+        _states(SubscriberStatus, "subscriber_status"),
         default=SubscriberStatus.PENDING,
     )
     #: Where the row came from: ``cli``, ``import:list.csv``, ``web``.
@@ -184,16 +185,7 @@ class Suppression(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     address_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    reason: Mapped[SuppressionReason] = mapped_column(
-        Enum(
-            SuppressionReason,
-            name="suppression_reason",
-            native_enum=False,
-            create_constraint=True,
-            length=20,
-            values_callable=_values,
-        )
-    )
+    reason: Mapped[SuppressionReason] = mapped_column(_states(SuppressionReason, "suppression_reason"))
     created_at: Mapped[dt.datetime] = mapped_column(
         UTCDateTime, default=utcnow, server_default=func.current_timestamp()
     )
@@ -243,16 +235,7 @@ class Send(Base):
     #: SHA-256 of the rendered subject, HTML and text: a resume refuses a changed issue.
     content_hash: Mapped[str] = mapped_column(String(64))
     provider: Mapped[str] = mapped_column(String(32))
-    state: Mapped[SendState] = mapped_column(
-        Enum(
-            SendState,
-            name="send_state",
-            native_enum=False,
-            create_constraint=True,
-            length=20,
-            values_callable=_values,
-        )
-    )
+    state: Mapped[SendState] = mapped_column(_states(SendState, "send_state"))
     #: Why the send paused or stopped, for ``status``.
     error: Mapped[str | None] = mapped_column(Text)
     recipients: Mapped[int] = mapped_column(Integer, default=0)
@@ -291,16 +274,7 @@ class Claim(Base):
     send_id: Mapped[int] = mapped_column(Integer)
     after_id: Mapped[int] = mapped_column(BigId)
     through_id: Mapped[int] = mapped_column(BigId)
-    state: Mapped[ClaimState] = mapped_column(
-        Enum(
-            ClaimState,
-            name="claim_state",
-            native_enum=False,
-            create_constraint=True,
-            length=20,
-            values_callable=_values,
-        )
-    )
+    state: Mapped[ClaimState] = mapped_column(_states(ClaimState, "claim_state"))
     #: ``host:pid:thread`` of the worker, so a resume on the same host can tell a dead one.
     owner: Mapped[str | None] = mapped_column(String(64))
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -329,14 +303,7 @@ class Delivery(Base):
     send_id: Mapped[int] = mapped_column(Integer)
     subscriber_id: Mapped[int | None] = mapped_column(Integer)
     state: Mapped[DeliveryState] = mapped_column(
-        Enum(
-            DeliveryState,
-            name="delivery_state",
-            native_enum=False,
-            create_constraint=True,
-            length=20,
-            values_callable=_values,
-        ),
+        _states(DeliveryState, "delivery_state"),
         default=DeliveryState.PENDING,
     )
     attempts: Mapped[int] = mapped_column(SmallInteger, default=0)

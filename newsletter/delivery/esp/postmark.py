@@ -69,6 +69,8 @@ POSTMARK_API: Final = "https://api.postmarkapp.com"
 #: Postmark's documented limits for one batch call: 500 messages, 50 MB. We keep headroom below the
 #: byte limit for JSON framing and our own estimate of it.
 MAX_MESSAGES: Final = 500
+#: Messages per request with full bodies (see ``PostmarkAdapter.__init__``).
+PLAIN_MESSAGES: Final = 50
 MAX_BATCH_BYTES: Final = 45 * 1024 * 1024
 
 #: Per-message codes after which the same message may go through later.
@@ -148,6 +150,10 @@ class PostmarkAdapter:
         if not token:
             raise AuthError("no Postmark server token (set POSTMARK_TOKEN)")
         self.mode = Mode.TEMPLATES if templates else Mode.PLAIN
+        # With a full body per message, 500 of a 70 KB issue is a 35 MB request, held several
+        # times over while it is built and sent, per worker (756 MB at peak with three). Fifty
+        # make a 3.5 MB request: the same throughput, a tenth of the memory.
+        self.max_batch = MAX_MESSAGES if templates else PLAIN_MESSAGES
         self.message_stream = message_stream
         self._client = client or make_client(
             (base_url or POSTMARK_API).rstrip("/"),
