@@ -40,6 +40,7 @@ from tenacity.wait import wait_random_exponential
 from newsletter.delivery.esp.base import (
     Adapter,
     AuthError,
+    ESPError,
     Outcome,
     Outgoing,
     Recipient,
@@ -238,8 +239,8 @@ class _Run:
     def worker(self) -> None:
         owner = owner_name()
         adapter = self.make_adapter()
+        prepared = False
         try:
-            adapter.prepare(self.message)
             with writing(self.engine).connect() as conn:
                 ledger = ledger_for(conn)
                 while not self.stop.is_set():
@@ -247,6 +248,9 @@ class _Run:
                         batch = ledger.claim(self.send_id, adapter.max_batch, owner=owner, lease=self.lease)
                     if batch is None:
                         return
+                    if not prepared:  # only with work in hand: a worker arriving after the end
+                        adapter.prepare(self.message)  # would make the template again
+                        prepared = True
                     self._batch(conn, ledger, adapter, owner, batch)
         finally:
             adapter.close()
@@ -388,6 +392,7 @@ def run_send(
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="newsletter-send") as pool:
             for future in [pool.submit(run.worker) for _ in range(workers)]:
                 future.result()
+    finished = False
     with writing(engine).begin() as conn:
         ledger = ledger_for(conn)
         if report.stopped is None and stop.is_set():
@@ -397,7 +402,15 @@ def run_send(
             )
         elif report.stopped is None:
             _expire_dead(ledger, send_id)
-            ledger.finish_if_done(send_id)
+            finished = ledger.finish_if_done(send_id)
+    if finished:  # only the worker that finished the send cleans up after it
+        adapter = make_adapter()
+        try:
+            adapter.finish(message)
+        except ESPError as exc:
+            report.error = f"finished, but the provider kept what the send made there: {exc}"
+        finally:
+            adapter.close()
     return report
 
 

@@ -186,5 +186,6 @@ def test_three_worker_processes_share_one_send(
     states = _ledger(db_url)
     assert len(recorded) == RECIPIENTS and max(recorded.values()) == 1, outputs
     assert set(states.values()) == {DeliveryState.ACCEPTED}
+    assert fake.esp.templates == {}, outputs  # the worker that finished the send deleted its template
     # Each process took part: its log names the send it worked on with what it recorded.
     assert all(b"working" in err for _, err in outputs)

@@ -64,9 +64,13 @@ class Scripted:
         self.script = script
         self.max_batch = max_batch
         self.calls: list[list[str]] = []
+        self.finished: list[int] = []
 
     def prepare(self, message: Outgoing) -> None:
         pass
+
+    def finish(self, message: Outgoing) -> None:
+        self.finished.append(message.send_id)
 
     def send_batch(self, message: Outgoing, recipients: Sequence[Recipient]) -> list[Result]:
         self.calls.append([r.email for r in recipients])
@@ -125,6 +129,7 @@ def test_every_recipient_once_in_provider_sized_batches(engine: Engine, send_id:
         ["reader4@example.org"],
     ]
     assert report.outcomes == {"accepted": 5} and report.stopped is None
+    assert adapter.finished == [send_id]  # what prepare made at the provider is dropped, once
     with engine.connect() as conn:
         ledger = ledger_for(conn)
         assert ledger.get_send(send_id).state is SendState.FINISHED
@@ -257,8 +262,10 @@ def test_stop_finishes_the_batch_in_flight_then_pauses(engine: Engine, send_id: 
         stop.set()  # Ctrl-C arrives while this batch is with the provider
         return accept(call, recipients)
 
-    report = _run(engine, send_id, Scripted(then_stop), stop=stop)
+    adapter = Scripted(then_stop)
+    report = _run(engine, send_id, adapter, stop=stop)
     assert report.stopped == "paused" and report.outcomes == {"accepted": 2}
+    assert adapter.finished == []  # a paused send keeps its template for the resume
     with engine.connect() as conn:
         ledger = ledger_for(conn)
         assert ledger.get_send(send_id).state is SendState.PAUSED

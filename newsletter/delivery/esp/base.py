@@ -149,5 +149,8 @@ class Adapter(Protocol):
         """
         ...
 
+    def finish(self, message: Outgoing) -> None:
+        """Once, after the whole send finished: drop what ``prepare`` made at the provider."""
+
     def close(self) -> None:
         """Release connections."""

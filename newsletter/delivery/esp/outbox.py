@@ -46,6 +46,9 @@ class OutboxAdapter:
             results.append(Result(recipient.delivery_id, Outcome.ACCEPTED, recipient.message_id))
         return results
 
+    def finish(self, message: Outgoing) -> None:
+        """Nothing was made at a provider."""
+
     def close(self) -> None:
         self._templates.clear()
 

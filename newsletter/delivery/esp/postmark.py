@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
+import orjson
 
 from newsletter.delivery.esp.base import (
     AuthError,
@@ -161,6 +162,7 @@ class PostmarkAdapter:
             timeouts or Timeouts(read=timeout, write=timeout),
         )
         self._prepared: dict[str, _Prepared] = {}
+        self._fields: dict[str, tuple[dict[str, Any], list[dict[str, str]]]] = {}
 
     # -- the Adapter protocol ------------------------------------------------------------------
 
@@ -199,6 +201,12 @@ class PostmarkAdapter:
             path = "/email/batchWithTemplates"
             encoded = [encode_json(self._templated(message, prepared, r)) for r in recipients]
         return self._post_in_chunks(message, path, recipients, encoded)
+
+    def finish(self, message: Outgoing) -> None:
+        """Delete the send's template: a Postmark server keeps at most 100 (a weekly newsletter
+        would run out in two years). A later ``--retry-unknown`` makes it again."""
+        if self.mode is Mode.TEMPLATES:
+            self.delete_template(message)
 
     def close(self) -> None:
         self._prepared.clear()
@@ -259,23 +267,31 @@ class PostmarkAdapter:
 
     def _common(self, message: Outgoing, recipient: Recipient) -> dict[str, Any]:
         # Postmark assigns its own Message-ID (and reports it as MessageID); ours is not sent.
-        headers = [
-            {"Name": name, "Value": value}
-            for name, value in (*message.headers.items(), *recipient.headers.items())
-            if name.lower() != "message-id"
-        ]
-        common: dict[str, Any] = {
-            "From": message.from_header,
+        shared, shared_headers = self._shared(message)
+        return {
+            **shared,
             "To": _mailbox(recipient.name, recipient.email),
-            "Headers": headers,
-            "MessageStream": self.message_stream,
+            "Headers": [
+                *shared_headers,
+                *({"Name": k, "Value": v} for k, v in recipient.headers.items() if k != "Message-ID"),
+            ],
             "Metadata": {"send_id": str(message.send_id), "delivery_id": str(recipient.delivery_id)},
         }
-        if message.reply_to:
-            common["ReplyTo"] = message.reply_to
-        if message.tag:
-            common["Tag"] = message.tag  # Postmark groups statistics by tag: one per issue
-        return common
+
+    def _shared(self, message: Outgoing) -> tuple[dict[str, Any], list[dict[str, str]]]:
+        """The fields every message of the send has in common, made once per send, not per message."""
+        cached = self._fields.get(message.key)
+        if cached is None:
+            fields: dict[str, Any] = {"From": message.from_header, "MessageStream": self.message_stream}
+            if message.reply_to:
+                fields["ReplyTo"] = message.reply_to
+            if message.tag:
+                fields["Tag"] = message.tag  # Postmark groups statistics by tag: one per issue
+            headers = [
+                {"Name": k, "Value": v} for k, v in message.headers.items() if k.lower() != "message-id"
+            ]
+            cached = self._fields[message.key] = (fields, headers)
+        return cached
 
     def _templated(self, message: Outgoing, prepared: _Prepared, recipient: Recipient) -> dict[str, Any]:
         return {
@@ -340,7 +356,7 @@ class PostmarkAdapter:
         if response.status_code != 200:
             raise _stop(f"Postmark {path}: unexpected HTTP {response.status_code}: {short_body(response)}")
         try:
-            answers = response.json()
+            answers = orjson.loads(response.content)
         except ValueError:
             answers = None
         if not isinstance(answers, list) or len(answers) != len(batch):

@@ -140,6 +140,9 @@ class SmtpAdapter:
             index += 1
         return results
 
+    def finish(self, message: Outgoing) -> None:
+        """Nothing was made at a provider."""
+
     def close(self) -> None:
         self._templates.clear()
         if self._smtp is not None:
