@@ -36,3 +36,6 @@ def main() -> None:
     except OSError as exc:
         err_console.print(styled("error:", "bold red", exc))
         sys.exit(1)
+    except KeyboardInterrupt:  # a second Ctrl-C during a send: out now, the ledger says the rest
+        err_console.print(styled("interrupted:", "bold red", "`newsletter status` shows where sends stand"))
+        sys.exit(130)

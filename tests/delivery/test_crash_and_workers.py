@@ -80,7 +80,7 @@ def _newsletter(*args: str) -> list[str]:
 
 
 def _recorded(fake: RunningFakeESP, tmp_path: Path) -> Counter[str]:
-    fake.esp.close()  # flush
+    # The fake flushes its record after every request.
     return Counter(entry["recipient"] for entry in read_record(tmp_path / "record.jsonl"))
 
 
@@ -189,3 +189,48 @@ def test_three_worker_processes_share_one_send(
     assert fake.esp.templates == {}, outputs  # the worker that finished the send deleted its template
     # Each process took part: its log names the send it worked on with what it recorded.
     assert all(b"working" in err for _, err in outputs)
+
+
+def test_ctrl_c_records_the_batch_in_flight_pauses_and_resume_finishes(
+    db_url: str, workdir: Path, fake: RunningFakeESP, tmp_path: Path
+) -> None:
+    _seed(db_url, tmp_path, 5_000)
+    fake.esp.set_faults(delay=0.05)
+    env = _environment(db_url, fake)
+    child = subprocess.Popen(
+        _newsletter("send", f"issues/{ISSUE}", "--yes"),
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while fake.esp.stats["messages"] < 1_000:
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the send did not get going"
+        time.sleep(0.005)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 1, out + err
+    assert "is paused" in out and "resume with: newsletter send" in out, out
+    states = _ledger(db_url)
+    recorded = _recorded(fake, tmp_path)
+    # Everything the provider took is recorded as accepted; nothing is unknown; the rest waits.
+    assert {a for a, s in states.items() if s is DeliveryState.ACCEPTED} == set(recorded)
+    assert DeliveryState.UNKNOWN not in states.values()
+    assert 0 < len(recorded) < 5_000
+
+    fake.esp.set_faults(delay=0.0)
+    resumed = subprocess.run(
+        _newsletter("send", f"issues/{ISSUE}", "--yes", "--resume"),
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    recorded = _recorded(fake, tmp_path)
+    assert len(recorded) == 5_000 and max(recorded.values()) == 1
+    assert set(_ledger(db_url).values()) == {DeliveryState.ACCEPTED}
