@@ -79,6 +79,26 @@ def _newsletter(*args: str) -> list[str]:
     return [sys.executable, "-m", "newsletter", *args]
 
 
+def _send_until(
+    fake: RunningFakeESP, workdir: Path, env: dict[str, str], messages: int
+) -> subprocess.Popen[str]:
+    """``newsletter send`` in a process of its own, returned once the fake has ``messages``."""
+    child = subprocess.Popen(
+        _newsletter("send", f"issues/{ISSUE}", "--yes"),
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while fake.esp.stats["messages"] < messages:
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the send did not get going"
+        time.sleep(0.005)
+    return child
+
+
 def _recorded(fake: RunningFakeESP, tmp_path: Path) -> Counter[str]:
     # The fake flushes its record after every request.
     return Counter(entry["recipient"] for entry in read_record(tmp_path / "record.jsonl"))
@@ -104,18 +124,7 @@ def test_a_killed_send_resumes_without_sending_anyone_twice(
     _seed(db_url, tmp_path)
     fake.esp.set_faults(delay=0.03)  # about 1.2 s for the 40 batches: time to kill it part-way
     env = _environment(db_url, fake)
-    child = subprocess.Popen(
-        _newsletter("send", f"issues/{ISSUE}", "--yes"),
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 60
-    while fake.esp.stats["messages"] < 4_000:
-        assert child.poll() is None, child.communicate()
-        assert time.monotonic() < deadline, "the send did not get going"
-        time.sleep(0.005)
+    child = _send_until(fake, workdir, env, 4_000)
     child.send_signal(signal.SIGKILL)
     child.wait()
     before = fake.esp.stats["messages"]
@@ -197,19 +206,7 @@ def test_ctrl_c_records_the_batch_in_flight_pauses_and_resume_finishes(
     _seed(db_url, tmp_path, 5_000)
     fake.esp.set_faults(delay=0.05)
     env = _environment(db_url, fake)
-    child = subprocess.Popen(
-        _newsletter("send", f"issues/{ISSUE}", "--yes"),
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while fake.esp.stats["messages"] < 1_000:
-        assert child.poll() is None, child.communicate()
-        assert time.monotonic() < deadline, "the send did not get going"
-        time.sleep(0.005)
+    child = _send_until(fake, workdir, env, 1_000)
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=60)
     assert child.returncode == 1, out + err
