@@ -16,7 +16,6 @@ from pathlib import Path
 
 from newsletter.config import Settings
 from newsletter.content.draft import issue_files
-from newsletter.delivery import runner
 from newsletter.errors import NewsletterError
 from newsletter.preview import PreviewFiles, write_preview
 from newsletter.store.db import make_engine, session_scope, upgrade
@@ -63,6 +62,8 @@ def run_demo(settings: Settings, out_dir: Path, subscribers_csv: Path = SAMPLE_S
     result = DemoResult(newest, sample, preview, settings.database.url, imported, active)
     if settings.esp.provider != "outbox":
         return result
+    from newsletter.delivery import runner  # the send's modules load only when it sends
+
     plan = runner.plan(runner.prepare_issue(newest, settings), settings, "", start=True)
     if plan.nothing_to_do and plan.existing is not None and plan.counts is not None:
         send_id, counts, already = plan.existing.id, plan.counts, True
