@@ -400,6 +400,9 @@ def send_test(
     try:
         adapter.prepare(message)
         results = adapter.send_batch(message, personaliser.recipients(0, claimed, test=True))
+        # Drop what prepare made (Postmark renders a template when it accepts the message), or
+        # every edited draft's test copy would leave a template behind.
+        adapter.finish(message)
     finally:
         adapter.close()
     by_id = {result.delivery_id: result for result in results}

@@ -231,3 +231,20 @@ def test_ctrl_c_records_the_batch_in_flight_pauses_and_resume_finishes(
     recorded = _recorded(fake, tmp_path)
     assert len(recorded) == 5_000 and max(recorded.values()) == 1
     assert set(_ledger(db_url).values()) == {DeliveryState.ACCEPTED}
+
+
+def test_test_copies_through_postmark_leave_no_template_behind(
+    db_url: str, workdir: Path, fake: RunningFakeESP, tmp_path: Path
+) -> None:
+    env = _environment(db_url, fake)
+    done = subprocess.run(
+        _newsletter("send", f"issues/{ISSUE}", "--test", "editor@example.org"),
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "editor@example.org: accepted" in done.stdout, done.stderr
+    assert _recorded(fake, tmp_path) == {"editor@example.org": 1}
+    assert fake.esp.templates == {}
