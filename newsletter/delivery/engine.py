@@ -2,21 +2,22 @@
 
 The loop is the whole delivery guarantee, so it is short:
 
-1. claim up to the provider's batch size of pending rows under a lease (one statement);
+1. claim the next batch (up to the provider's batch size) under a lease: a range of delivery ids;
 2. build each recipient's values (a signed unsubscribe token, a Message-ID);
 3. wait for the rate limiter, then send; a whole-batch :class:`RetryableError` (429, 5xx, no
    connection) is retried with full-jitter exponential backoff that honours ``Retry-After``
-   (tenacity), renewing the lease first so a long wait never lets the rows look abandoned;
-4. record the answers (one statement). Then the next batch.
+   (tenacity), renewing the lease first so a long wait never lets the batch look abandoned;
+4. record the answers (one statement); send the recipients refused for now again after a pause,
+   under the same claim; then close the claim and take the next.
 
-A 401/403 (:class:`AuthError`) hands the batch back as pending and stops the send: every further
-batch would fail the same way. A provider still failing after the retries hands the batch back
-and pauses the send. Ctrl-C (``stop``) lets each worker finish and record the batch in flight,
-then pauses the send; ``send --resume`` continues it.
+A 401/403 (:class:`AuthError`) hands the claim back and stops the send: every further batch would
+fail the same way. A provider still failing after the retries hands the claim back and pauses
+the send. Ctrl-C (``stop``) lets each worker finish and record the batch in flight, then pauses
+the send; ``send --resume`` continues it.
 
 Workers are threads of one process (``--workers``; a standard-library executor) or separate
-processes (``newsletter worker``), each with its own connection and adapter; on PostgreSQL they
-share a send through ``SKIP LOCKED`` claims, on SQLite the claims queue on the write lock.
+processes (``newsletter worker``), each with its own connection and adapter; claims of one send
+never overlap (a row lock on the send's cursor on PostgreSQL, the write lock on SQLite).
 """
 
 from __future__ import annotations
