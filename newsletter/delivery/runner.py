@@ -292,7 +292,9 @@ class SendOutcome:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.send.state is SendState.FINISHED else 1
+        """0 only when the send finished with no recipient left unknown: those need the editor."""
+        unknown = self.counts.by_state.get("unknown", 0)
+        return 0 if self.send.state is SendState.FINISHED and not unknown else 1
 
     def summary(self) -> str:
         send, counts = self.send, self.counts

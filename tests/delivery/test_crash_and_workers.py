@@ -139,9 +139,12 @@ def test_a_killed_send_resumes_without_sending_anyone_twice(
         text=True,
         timeout=120,
     )
-    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
     states = _ledger(db_url)
     recorded = _recorded(fake, tmp_path)
+    unknown_left = DeliveryState.UNKNOWN in states.values()
+    # Finished; exit 1 while some recipients are unknown (the editor decides), else 0.
+    assert resumed.returncode == (1 if unknown_left else 0), resumed.stderr + resumed.stdout
+    assert "is finished" in resumed.stdout
     assert len(states) == RECIPIENTS
     assert max(recorded.values()) == 1, "somebody got the issue twice"
     unknown = {address for address, state in states.items() if state is DeliveryState.UNKNOWN}
@@ -248,3 +251,25 @@ def test_test_copies_through_postmark_leave_no_template_behind(
     assert done.returncode == 0 and "editor@example.org: accepted" in done.stdout, done.stderr
     assert _recorded(fake, tmp_path) == {"editor@example.org": 1}
     assert fake.esp.templates == {}
+
+
+def test_unknown_outcomes_exit_1_until_the_editor_resends_them(
+    db_url: str, workdir: Path, fake: RunningFakeESP, tmp_path: Path
+) -> None:
+    _seed(db_url, tmp_path, 30)
+    fake.esp.set_faults(next=["drop_after"])  # processed, then the connection drops: no answer
+    env = _environment(db_url, fake)
+
+    def send(*options: str) -> subprocess.CompletedProcess[str]:
+        command = _newsletter("send", f"issues/{ISSUE}", "--yes", *options)
+        return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=60)
+
+    first = send()
+    assert first.returncode == 1 and "30 unknown" in first.stdout and "--retry-unknown" in first.stdout
+    assert set(_ledger(db_url).values()) == {DeliveryState.UNKNOWN}
+    again = send()  # a plain rerun never resends them
+    assert again.returncode == 0 and "Nothing to send." in again.stdout
+    assert sum(_recorded(fake, tmp_path).values()) == 30
+    retried = send("--retry-unknown")
+    assert retried.returncode == 0 and "30 accepted" in retried.stdout
+    assert set(_recorded(fake, tmp_path).values()) == {2}  # the editor's call: each got it twice
