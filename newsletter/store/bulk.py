@@ -32,7 +32,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: imports of one SQLite file are not queued
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Bulk", "ChunkResult", "ExistingRow", "StagedRow", "bulk_for"]
+__all__ = ["Bulk", "ChunkResult", "ExistingRow", "StagedRow", "bulk_for", "driver_rows", "sqlite_time"]
 
 #: A per-run temporary table of 64-bit fingerprints of the addresses already imported, so that a
 #: duplicate in a later chunk is reported with the line of its first occurrence while Python's
@@ -88,9 +88,23 @@ class ChunkResult(NamedTuple):
     added: int
 
 
-def _sqlite_time(value: dt.datetime) -> str:
+def sqlite_time(value: dt.datetime) -> str:
     # SQLAlchemy's SQLite DateTime storage format, in UTC like UTCDateTime.
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def driver_rows(conn: Connection, sql: str, params: Any = ()) -> list[Any]:
+    """The driver's own rows (plain tuples) of a statement in the driver's parameter style.
+
+    Reading the cursor directly skips building SQLAlchemy Row objects, which for the ids of a
+    million-row import or a send's claims cost more than the query. Executing through the
+    Connection keeps SQLAlchemy's transaction bookkeeping right: the caller's commit covers it.
+    """
+    result = conn.exec_driver_sql(sql, params)
+    try:
+        return list(result.cursor.fetchall()) if result.returns_rows and result.cursor else []
+    finally:
+        result.close()
 
 
 class Bulk:
@@ -104,17 +118,10 @@ class Bulk:
         self._lock: IO[str] | None = None
 
     def _rows(self, sql: str, params: Any = ()) -> list[Any]:
-        # Read the driver's cursor directly: building SQLAlchemy Row objects for every id of a
-        # million-row import costs more than the query. Executing through the Connection keeps
-        # SQLAlchemy's transaction bookkeeping right, so the caller's commit covers this too.
-        result = self.conn.exec_driver_sql(sql, params)
-        try:
-            return list(result.cursor.fetchall()) if result.returns_rows else []
-        finally:
-            result.close()
+        return driver_rows(self.conn, sql, params)
 
     def _time(self, value: dt.datetime) -> Any:
-        return _sqlite_time(value)
+        return sqlite_time(value)
 
     # -- one import at a time -----------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, Connection, func, insert, literal, select, update
 
 from newsletter.errors import NewsletterError
+from newsletter.store.bulk import driver_rows, sqlite_time
 from newsletter.store.models import (
     Delivery,
     DeliveryState,
@@ -139,12 +140,16 @@ class Ledger:
 
     def _address_hash(self, column: Any) -> ColumnElement[str]:
         """SQL for ``privacy.address_hash`` of an address column (a function we register)."""
-        dbapi: Any = self.conn.connection.dbapi_connection
-        dbapi.create_function("newsletter_sha256", 1, _sha256_hex, deterministic=True)
+        self._register_functions()
         return func.newsletter_sha256(column)
 
+    def _register_functions(self) -> None:
+        """SQLite has no SHA-256: give this connection ``newsletter_sha256`` (the suppression hash)."""
+        dbapi: Any = self.conn.connection.dbapi_connection
+        dbapi.create_function("newsletter_sha256", 1, _sha256_hex, deterministic=True)
+
     def _time(self, value: dt.datetime) -> Any:
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return sqlite_time(value)
 
     # -- sends -----------------------------------------------------------------------------------
 
@@ -365,7 +370,7 @@ class Ledger:
 
     def _claim_rows(self, **params: Any) -> list[tuple[int, int, int, str, str | None, bool]]:
         """(delivery id, subscriber id, attempts, email, name, still eligible) of a claimed range."""
-        self._address_hash(Subscriber.email_normalized)  # registers the function on this connection
+        self._register_functions()
         return self._fetch(
             *self._bind(
                 "SELECT d.id, d.subscriber_id, d.attempts, s.email, s.name, coalesce(s.status = 'active' "
@@ -537,14 +542,7 @@ class Ledger:
     # -- helpers ---------------------------------------------------------------------------------
 
     def _fetch(self, sql: str, params: Any) -> list[Any]:
-        """The driver's own rows (plain tuples): SQLAlchemy Row objects cost more than the query
-        for the thousands of rows a claim returns. Executed through the Connection, so its
-        transaction bookkeeping stays right."""
-        result = self.conn.exec_driver_sql(sql, params)
-        try:
-            return list(result.cursor.fetchall()) if result.returns_rows and result.cursor else []
-        finally:
-            result.close()
+        return driver_rows(self.conn, sql, params)
 
     def _bind(self, sql: str, **params: Any) -> tuple[str, Any]:
         """``:name`` placeholders in the driver's own style (qmark for sqlite3)."""
@@ -568,6 +566,9 @@ class PostgresLedger(Ledger):
 
     def _hash_sql(self, column: str) -> str:
         return f"encode(sha256(convert_to({column}, 'UTF8')), 'hex')"
+
+    def _register_functions(self) -> None:
+        """PostgreSQL has sha256() built in."""
 
     def _time(self, value: dt.datetime) -> Any:
         return value

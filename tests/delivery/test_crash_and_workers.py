@@ -79,6 +79,12 @@ def _newsletter(*args: str) -> list[str]:
     return [sys.executable, "-m", "newsletter", *args]
 
 
+def _send(workdir: Path, env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
+    """``newsletter send ISSUE OPTIONS`` in a process of its own, run to the end."""
+    command = _newsletter("send", f"issues/{ISSUE}", *options)
+    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+
+
 def _send_until(
     fake: RunningFakeESP, workdir: Path, env: dict[str, str], messages: int
 ) -> subprocess.Popen[str]:
@@ -131,14 +137,7 @@ def test_a_killed_send_resumes_without_sending_anyone_twice(
     assert 4_000 <= before < RECIPIENTS
 
     fake.esp.set_faults(delay=0.0)
-    resumed = subprocess.run(
-        _newsletter("send", f"issues/{ISSUE}", "--yes", "--resume"),
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    resumed = _send(workdir, env, "--yes", "--resume")
     states = _ledger(db_url)
     recorded = _recorded(fake, tmp_path)
     unknown_left = DeliveryState.UNKNOWN in states.values()
@@ -222,14 +221,7 @@ def test_ctrl_c_records_the_batch_in_flight_pauses_and_resume_finishes(
     assert 0 < len(recorded) < 5_000
 
     fake.esp.set_faults(delay=0.0)
-    resumed = subprocess.run(
-        _newsletter("send", f"issues/{ISSUE}", "--yes", "--resume"),
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    resumed = _send(workdir, env, "--yes", "--resume")
     assert resumed.returncode == 0, resumed.stderr + resumed.stdout
     recorded = _recorded(fake, tmp_path)
     assert len(recorded) == 5_000 and max(recorded.values()) == 1
@@ -240,14 +232,7 @@ def test_test_copies_through_postmark_leave_no_template_behind(
     db_url: str, workdir: Path, fake: RunningFakeESP, tmp_path: Path
 ) -> None:
     env = _environment(db_url, fake)
-    done = subprocess.run(
-        _newsletter("send", f"issues/{ISSUE}", "--test", "editor@example.org"),
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _send(workdir, env, "--test", "editor@example.org")
     assert done.returncode == 0 and "editor@example.org: accepted" in done.stdout, done.stderr
     assert _recorded(fake, tmp_path) == {"editor@example.org": 1}
     assert fake.esp.templates == {}
@@ -261,8 +246,7 @@ def test_unknown_outcomes_exit_1_until_the_editor_resends_them(
     env = _environment(db_url, fake)
 
     def send(*options: str) -> subprocess.CompletedProcess[str]:
-        command = _newsletter("send", f"issues/{ISSUE}", "--yes", *options)
-        return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=60)
+        return _send(workdir, env, "--yes", *options)
 
     first = send()
     assert first.returncode == 1 and "30 unknown" in first.stdout and "--retry-unknown" in first.stdout

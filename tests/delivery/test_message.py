@@ -16,6 +16,7 @@ from email.message import EmailMessage
 import pytest
 
 from newsletter.delivery.message import MimeTemplate, html_values, list_unsubscribe, new_message_id
+from newsletter.errors import BadInput
 from tests.delivery.conftest import SUBJECT, make_message, make_recipient, make_recipients
 
 MESSAGE_ID = re.compile(r"^<[^<>@\s]+@[^<>@\s]+>$")
@@ -160,3 +161,26 @@ def test_a_non_ascii_name_with_a_line_break_never_forges_a_header() -> None:
 def test_list_unsubscribe_value() -> None:
     value = list_unsubscribe("https://n.example.org/u/abc", "leave@example.org")
     assert value == "<https://n.example.org/u/abc>, <mailto:leave@example.org?subject=unsubscribe>"
+
+
+def test_unsubscribe_tokens_are_itsdangerous_tokens_and_cannot_be_forged() -> None:
+    from newsletter.delivery.tokens import BadToken, TokenSigner
+
+    signer = TokenSigner("a-secret-key-of-some-length")
+    for send_id, subscriber_id in ((1, 2), (0, 0), (123_456, 99_999_999)):
+        token = signer.unsubscribe_token(send_id, subscriber_id)
+        assert token == signer.reference_token(send_id, subscriber_id)  # the fast path is Signer.sign
+        assert signer.read_unsubscribe_token(token) == (send_id, subscriber_id)
+    token = signer.unsubscribe_token(7, 42)
+    for forged in (
+        token.replace("7.42.", "7.43.", 1),  # someone else's id, same signature
+        token[:-1] + ("A" if token[-1] != "A" else "B"),  # an altered signature
+        TokenSigner("another-secret-key-entirely").unsubscribe_token(7, 42),
+        "7.42",
+        "",
+        "\x00" * 50,
+    ):
+        with pytest.raises(BadToken):
+            signer.read_unsubscribe_token(forged)
+    with pytest.raises(BadInput):
+        TokenSigner("short")
