@@ -132,6 +132,7 @@ def child_baseline(url: str, csv_path: Path, *, with_tags: bool = True) -> dict[
     import datetime as dt
     import re
     from array import array
+    from hashlib import sha256
 
     from sqlalchemy.engine import make_url
 
@@ -151,8 +152,8 @@ def child_baseline(url: str, csv_path: Path, *, with_tags: bool = True) -> dict[
     try:
         cursor = raw.cursor()
         columns = (
-            "id, email, email_normalized, name, status, source, attributes, created_at, confirmed_at, "
-            "consent_at, consent_method"
+            "id, email, email_normalized, address_hash, name, status, source, attributes, created_at, "
+            "confirmed_at, consent_at, consent_method"
         )
         with csv_path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle)
@@ -164,12 +165,13 @@ def child_baseline(url: str, csv_path: Path, *, with_tags: bool = True) -> dict[
                     rows += 1
                     attributes = json.dumps({"city": city} if city else {})
                     key = email.lower() or f"<empty {rows}>"  # unique even for bad rows
+                    digest = sha256(key.encode("utf-8")).hexdigest()  # as the import's reader hashes
                     if tags and with_tags:
                         for tag in split(tags):
                             if tag := tag.strip().lower():
                                 links.append(rows)
                                 links.append(tag_ids.setdefault(tag, len(tag_ids) + 1))
-                    yield (rows, email, key, name, "active", source, attributes, at, at, at, source)
+                    yield (rows, email, key, digest, name, "active", source, attributes, at, at, at, source)
 
             if postgres:
                 with cursor.copy(f"COPY subscribers ({columns}) FROM STDIN") as copy:
@@ -183,7 +185,8 @@ def child_baseline(url: str, csv_path: Path, *, with_tags: bool = True) -> dict[
                         copy.write_row((links[i], links[i + 1]))
             else:
                 cursor.executemany(
-                    f"INSERT INTO subscribers ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", records()
+                    f"INSERT INTO subscribers ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    records(),
                 )
                 cursor.executemany(
                     "INSERT INTO tags (id, name) VALUES (?, ?)", [(i, n) for n, i in tag_ids.items()]

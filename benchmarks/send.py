@@ -147,20 +147,30 @@ def database(kind: str, pg_url: str, directory: Path) -> Iterator[str]:
 
 
 def seed(url: str, n: int, tagged: int) -> None:
-    """``n`` active subscribers in one statement, the first ``tagged`` with tag ``full``."""
+    """``n`` active subscribers in one statement, the first ``tagged`` with tag ``full``.
+
+    Each row gets its suppression hash as the application writes it (``privacy.address_hash``): on
+    SQLite through that very function, registered on this connection for the statement.
+    """
     from newsletter.store.db import make_engine
+    from newsletter.store.privacy import address_hash
 
     engine = make_engine(url)
+    address = "'reader' || i || '@example.org'"
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
             series = f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) "
             source, now = "n", "CURRENT_TIMESTAMP"
+            dbapi: Any = conn.connection.dbapi_connection
+            dbapi.create_function("newsletter_address_hash", 1, address_hash, deterministic=True)
+            digest = f"newsletter_address_hash({address})"
         else:
             series, source, now = "", f"generate_series(1, {n}) AS n(i)", "now()"
+            digest = f"encode(sha256(convert_to({address}, 'UTF8')), 'hex')"
         conn.exec_driver_sql(
             f"{series}INSERT INTO subscribers "
-            "(email, email_normalized, name, status, attributes, created_at) "
-            f"SELECT 'reader' || i || '@example.org', 'reader' || i || '@example.org', 'Reader ' || i, "
+            "(email, email_normalized, address_hash, name, status, attributes, created_at) "
+            f"SELECT {address}, {address}, {digest}, 'Reader ' || i, "
             f"'active', '{{}}', {now} FROM {source}"
         )
         conn.exec_driver_sql("INSERT INTO tags (name) VALUES ('full')")
@@ -259,7 +269,7 @@ def child_wire(args: argparse.Namespace) -> dict[str, Any]:
         for start in range(0, len(recipients), adapter.max_batch):
             batch = recipients[start : start + adapter.max_batch]
             if template is not None:
-                body = encode_json({"Messages": [adapter._templated(message, template, r) for r in batch]})
+                body = b'{"Messages":[' + b",".join(adapter._encode_templated(message, batch)) + b"]}"
             else:
                 body = encode_json([adapter._plain(message, r) for r in batch])
             response = client.post(path, content=body, headers={"Content-Type": "application/json"})
@@ -291,7 +301,10 @@ def run_child(kind: str, **options: Any) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", kind]
     for key, value in options.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    # Bytecode as an installed package has it (pip compiles on install): a shell that sets
+    # PYTHONDONTWRITEBYTECODE would otherwise make every child compile its imports again.
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    done = subprocess.run(command, capture_output=True, text=True, env=environ)
     if done.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])

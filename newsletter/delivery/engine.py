@@ -201,15 +201,17 @@ def _recorded(results: Sequence[Result], claimed: Sequence[Claimed], tries: int)
     """
     by_id = {r.delivery_id: r for r in results}
     out = []
+    accepted, ACCEPTED = Outcome.ACCEPTED, DeliveryState.ACCEPTED
     for row in claimed:
         result = by_id.get(row.delivery_id)
+        if result is not None and result.outcome is accepted:  # nearly all of them
+            out.append(Recorded(row.delivery_id, ACCEPTED, result.message_id, None))
+            continue
         attempts = row.attempts + tries
         if result is None:
             out.append(
                 Recorded(row.delivery_id, DeliveryState.UNKNOWN, None, "the provider gave no answer")
             )
-        elif result.outcome is Outcome.ACCEPTED:
-            out.append(Recorded(row.delivery_id, DeliveryState.ACCEPTED, result.message_id, None))
         elif result.outcome is Outcome.FAILED:
             out.append(Recorded(row.delivery_id, DeliveryState.FAILED, None, result.error or "refused"))
         elif result.outcome is Outcome.RETRY and attempts < MAX_ATTEMPTS:
@@ -279,16 +281,20 @@ class _Run:
             if answers is None:
                 return
             recorded = _recorded(answers, rows, tries)
+            again = {r.delivery_id for r in recorded if r.state is DeliveryState.PENDING}
             with conn.begin():
                 ledger.record(batch, recorded, owner=owner)
-            final = [r for r in recorded if r.state is not DeliveryState.PENDING]
+                if not again:  # the usual case: the claim is done in the same transaction
+                    ledger.close(batch, owner=owner)
+            final = [r for r in recorded if r.state is not DeliveryState.PENDING] if again else recorded
             with self.lock:
                 self.report.add(final)
             if self.on_batch is not None:
                 self.on_batch(final)
-            again = {r.delivery_id for r in recorded if r.state is DeliveryState.PENDING}
+            if not again:
+                return
             rows = [row for row in rows if row.delivery_id in again]
-            if rows and self.stop.wait(self.retry.pause(tries)):
+            if self.stop.wait(self.retry.pause(tries)):
                 break  # stopping: the rows still pending go back with the claim
         with conn.begin():
             if rows:

@@ -62,8 +62,9 @@ IMPORT_LOCK = 0x6E6C2D696D706F72
 StagedRow = tuple[int, int, str, str, str, str | None, str | None, str, str | None]
 
 _LEFT = "('unsubscribed', 'bounced', 'complained')"  # models.LEFT_STATUSES, as SQL
+#: What an import writes of a new subscriber; ``address_hash`` comes from the staged ``hash``.
 _SUBSCRIBER_COLUMNS = (
-    "email, email_normalized, name, status, source, attributes, "
+    "email, email_normalized, address_hash, name, status, source, attributes, "
     "created_at, confirmed_at, unsubscribed_at, consent_at, consent_method"
 )
 
@@ -247,7 +248,7 @@ class Bulk:
             at = self._time(now)
             added = self.conn.exec_driver_sql(
                 f"INSERT INTO subscribers ({_SUBSCRIBER_COLUMNS}) "
-                "SELECT email, normalized, name, status, ?, attributes, ?, "
+                "SELECT email, normalized, hash, name, status, ?, attributes, ?, "
                 "CASE WHEN status = 'active' THEN ? END, "
                 f"CASE WHEN status IN {_LEFT} THEN ? END, "
                 f"?, ? FROM {STAGE} WHERE true ORDER BY line ON CONFLICT (email_normalized) DO NOTHING",
@@ -457,7 +458,7 @@ class PostgresBulk(Bulk):
                 FROM looked WHERE first_line IS NULL AND old_id IS NULL AND NOT banned
             ), added AS (
                 INSERT INTO subscribers ({_SUBSCRIBER_COLUMNS})
-                SELECT email, normalized, name, status, %(source)s, attributes::jsonb, %(now)s,
+                SELECT email, normalized, hash, name, status, %(source)s, attributes::jsonb, %(now)s,
                     CASE WHEN status = 'active' THEN %(now)s END,
                     CASE WHEN status IN {_LEFT} THEN %(now)s END, %(now)s, %(source)s
                 FROM new ORDER BY line

@@ -127,6 +127,12 @@ class Subscriber(Base):
     email: Mapped[str] = mapped_column(String(EMAIL_MAX))
     #: email-validator's normalised form, lower-cased: the identity of a subscriber.
     email_normalized: Mapped[str] = mapped_column(String(EMAIL_MAX), unique=True)
+    #: ``privacy.address_hash(email_normalized)``, the key of ``suppressions``, stored so that a send
+    #: matches suppressions by a plain column: hashing each address inside the statement cost three
+    #: hashes per recipient (audience count, snapshot, claim), 7 s per million on SQLite. Whoever
+    #: writes ``email_normalized`` writes this too. Not indexed: look-ups go from a subscriber to
+    #: ``suppressions``, whose unique index serves them.
+    address_hash: Mapped[str] = mapped_column(String(64))
     name: Mapped[str | None] = mapped_column(Text)
     status: Mapped[SubscriberStatus] = mapped_column(
         _states(SubscriberStatus, "subscriber_status"),
@@ -285,6 +291,10 @@ class Claim(Base):
     __table_args__ = (Index("ix_claims_send_id_state", "send_id", "state"),)
 
 
+#: Percent of each ``deliveries`` page a PostgreSQL insert fills (see ``Delivery``).
+DELIVERIES_FILLFACTOR = 30
+
+
 class Delivery(Base):
     """One recipient of one send: the row that makes "nobody twice, nobody missed" checkable.
 
@@ -322,4 +332,9 @@ class Delivery(Base):
         Index("ix_deliveries_send_id_id", "send_id", "id"),
         # ``forget`` clears a subscriber's id here; and a subscriber's history.
         Index("ix_deliveries_subscriber_id", "subscriber_id"),
+        # PostgreSQL: pages are filled to 30% by the snapshot, so the row a recorded outcome
+        # writes (about three times the pending row's size, with the provider's id) fits on the
+        # same page: a heap-only update that touches none of the three indexes. Recording a
+        # batch took half the time (migration 0004). SQLite updates rows in place anyway.
+        {"postgresql_with": {"fillfactor": DELIVERIES_FILLFACTOR}},
     )

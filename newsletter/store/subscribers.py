@@ -145,7 +145,11 @@ class SubscriberRepository:
             self.session.delete(suppression)
         now = utcnow()
         subscriber = existing or Subscriber(
-            email=address.email, email_normalized=address.normalized, attributes={}, created_at=now
+            email=address.email,
+            email_normalized=address.normalized,
+            address_hash=address_hash(address.normalized),
+            attributes={},
+            created_at=now,
         )
         subscriber.name = name or subscriber.name
         subscriber.status = status

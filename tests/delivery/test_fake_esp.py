@@ -6,6 +6,7 @@ exactly when told; these tests pin both down without the adapter in between.
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 import subprocess
@@ -18,13 +19,18 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from newsletter.cli.dev import dev_app
 from newsletter.delivery.fake_esp import (
+    _ONE_ADDRESS,
+    _ONE_MAILBOX,
     FakeESP,
     Faults,
     RunningFakeESP,
+    _first_address,
     compile_mustachio,
     render_mustachio,
     running,
@@ -302,3 +308,100 @@ def test_cli_serves_a_fake_esp_until_stopped(tmp_path: Path) -> None:
         process.terminate()
         process.communicate(timeout=10)
     assert [json.loads(line)["recipient"] for line in record.read_text().splitlines()] == ["cli@example.com"]
+
+
+# -- the sending path without HTTP or a record: what the benchmarks exercise ------------------------
+
+
+def templated(to: Any = "a@example.com", **extra: Any) -> dict[str, Any]:
+    return {"From": "n@example.org", "To": to, "TemplateAlias": "t", "TemplateModel": {}, **extra}
+
+
+def answer(esp: FakeESP, endpoint: str, body: Any) -> tuple[int, Any]:
+    status, data = esp.answer(endpoint, json.dumps(body).encode())
+    return status, json.loads(data)
+
+
+def test_without_a_record_every_check_postmark_makes_still_applies() -> None:
+    esp = FakeESP(token=TOKEN)
+    template_id = esp.create_template({"Name": "T", "Alias": "t", "Subject": "S"}).template_id
+    messages = [
+        templated('"Reader, 1" <r1@example.com>'),
+        "not an object",
+        templated("Reader <no-at-sign>"),
+        templated(None),
+        {**templated(), "From": ""},
+        templated(TemplateAlias="gone"),
+        templated(TemplateAlias=["t"]),  # not a name: names no template, no crash
+        templated(TemplateAlias=None, TemplateId=template_id),
+        templated("a@example.com, b@example.com"),  # the general parser's case
+        templated("a@example.com, no-at-sign"),
+    ]
+    status, answers = answer(esp, "batchWithTemplates", {"Messages": messages})
+    assert status == 200
+    assert [a["ErrorCode"] for a in answers] == [0, 402, 300, 300, 300, 1101, 1101, 0, 0, 300]
+    assert answers[0]["To"] == '"Reader, 1" <r1@example.com>'
+    assert esp.stats["messages"] == 10 and esp.stats["accepted"] == 3
+    assert esp.stats["error_300"] == 4 and esp.stats["error_1101"] == 2 and esp.stats["error_402"] == 1
+
+
+def test_message_ids_are_uuid_shaped_and_never_repeat() -> None:
+    esp = FakeESP(token=TOKEN, faults=Faults(max_batch=700))
+    seen: list[str] = []
+    for size in (3, 700, 1):
+        status, answers = answer(esp, "batch", [plain(f"r{i}@example.com") for i in range(size)])
+        assert status == 200
+        seen += [a["MessageID"] for a in answers]
+    assert len(set(seen)) == len(seen) == 704
+    assert all(str(uuid.UUID(message_id)) == message_id for message_id in seen)
+
+
+def test_refusals_of_the_whole_body() -> None:
+    esp = FakeESP(token=TOKEN)
+    assert answer(esp, "batch", {"Messages": []})[1]["ErrorCode"] == 402
+    assert answer(esp, "batchWithTemplates", [])[1]["ErrorCode"] == 403
+    assert esp.answer("batch", b"[")[0] == 422
+    assert esp.answer("batch", b"\xff")[0] == 422
+    status, body = answer(esp, "batch", [plain("a@example.com")] * 501)
+    assert status == 422 and body["ErrorCode"] == 410 and esp.stats["refused_too_many"] == 1
+
+
+def test_inactive_and_invalid_apply_without_a_record_too() -> None:
+    esp = FakeESP(token=TOKEN, faults=Faults(inactive=["Gone@Example.com"], invalid=["bad@example.com"]))
+    batch = [plain('"Gone" <gone@example.com>'), plain("BAD@example.com"), plain("ok@example.com")]
+    status, answers = answer(esp, "batch", batch)
+    assert status == 200 and [a["ErrorCode"] for a in answers] == [406, 300, 0]
+    assert "gone@example.com" in answers[0]["Message"]
+
+
+_TO_CHARACTERS = ' "\\<>,@.ab\t\u00e9\u2003;:()'
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=_TO_CHARACTERS, max_size=16))
+def test_the_quick_mailbox_check_agrees_with_the_address_parser(to: str) -> None:
+    """``_ONE_MAILBOX`` only ever says yes where the full parse finds an address with an ``@``, and
+    says yes to every single mailbox ``_ONE_ADDRESS`` finds with one: skipping the parse is safe."""
+    quick = _ONE_MAILBOX.fullmatch(to) is not None
+    if quick:
+        assert _first_address(to) is not None
+    match = _ONE_ADDRESS.fullmatch(to)
+    if match is not None:
+        assert quick == ("@" in (match.group(1) or match.group(2)))
+
+
+def test_get_on_a_sending_path_is_405(client: httpx.Client) -> None:
+    response = client.get("/email/batch")
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
+
+
+def test_the_collector_is_back_as_it_was_after_a_batch(client: httpx.Client) -> None:
+    assert gc.isenabled()
+    assert client.post("/email/batch", json=[plain("a@example.com")]).status_code == 200
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert client.post("/email/batch", json=[plain("a@example.com")]).status_code == 200
+        assert not gc.isenabled()  # a process that keeps it off keeps it off
+    finally:
+        gc.enable()

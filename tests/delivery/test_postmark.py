@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from newsletter.delivery.esp import postmark
@@ -127,6 +128,33 @@ def test_mustachio_translation_escapes_literal_braces() -> None:
     assert mustachio("p { color: red }") == ("p { color: red }", False)
     assert template_alias("ab/cd" * 10, 3) == "newsletter-abcdabcdabcdabcd"
     assert template_alias("", 3) == "newsletter-send-3"
+
+
+@pytest.mark.parametrize("brace", [False, True])
+def test_the_fast_batch_encoding_is_the_documented_message(fake: RunningFakeESP, brace: bool) -> None:
+    """``_encode_templated`` splices pre-encoded JSON; each message must parse to ``_templated``."""
+    html = "<p>{%%name%%}</p>" if brace else "<p>%%name%%</p>"
+    message = make_message(subject="Weekly", html=html, text="Hello %%name%%")
+    names = ["Ann", ' "Quoted" \\ Name ', "Tab\there", "Ünïcødé", "", "Line\u2028Sep", "Del\x7f"]
+    recipients = [make_recipient(i, name=name) for i, name in enumerate(names)]
+    adapter = PostmarkAdapter(token=TOKEN, base_url=fake.url)
+    try:
+        prepared = adapter._prepare(message)
+        assert bool(prepared.extra) is brace
+        encoded = adapter._encode_templated(message, recipients)
+        expected = [adapter._templated(message, prepared, r) for r in recipients]
+    finally:
+        adapter.close()
+    assert [orjson.loads(item) for item in encoded] == expected
+    tos = [e["To"] for e in expected]
+    assert tos[:5] == [
+        '"Ann" <reader0@example.com>',
+        '"\\"Quoted\\" \\\\ Name" <reader1@example.com>',
+        '"Tab here" <reader2@example.com>',
+        '"Ünïcødé" <reader3@example.com>',
+        "reader4@example.com",
+    ]
+    assert tos[6] == '"Del" <reader6@example.com>'
 
 
 # -- templates across processes ----------------------------------------------------------------

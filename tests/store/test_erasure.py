@@ -49,6 +49,7 @@ def _fill(engine: Engine) -> None:
         {
             "email": f"Person{i:04d}@Example.com",
             "email_normalized": f"person{i:04d}@example.com",
+            "address_hash": address_hash(f"person{i:04d}@example.com"),
             "name": f"Name of person {i:04d}",
             "status": SubscriberStatus.ACTIVE,
             "attributes": {"city": f"City{i:04d}"},

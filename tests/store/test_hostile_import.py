@@ -26,6 +26,7 @@ from newsletter.store.bulk import bulk_for
 from newsletter.store.db import make_engine, upgrade
 from newsletter.store.importer import ImportSummary, escape_cell, import_csv, rejects_path_for, unescape_cell
 from newsletter.store.models import SubscriberStatus
+from newsletter.store.privacy import address_hash
 from newsletter.store.subscribers import SubscriberRepository
 from tests.databases import PostgresDatabases
 from tests.store.test_importer import counts, run, state
@@ -349,10 +350,11 @@ class _Race:
             try:
                 other.execute(
                     text(
-                        "INSERT INTO subscribers (email, email_normalized, name, status, source, attributes) "
-                        "VALUES (:e, :e, 'Added meanwhile', 'active', 'web', '{}')"
+                        "INSERT INTO subscribers "
+                        "(email, email_normalized, address_hash, name, status, source, attributes) "
+                        "VALUES (:e, :e, :h, 'Added meanwhile', 'active', 'web', '{}')"
                     ),
-                    {"e": email},
+                    {"e": email, "h": address_hash(email)},
                 )
             except BaseException:
                 other.close()
@@ -371,9 +373,10 @@ class _Race:
             email = self.pending.pop(0)
             self.fired.append(email)
             cursor.execute(
-                "INSERT INTO subscribers (email, email_normalized, name, status, attributes, created_at) "
-                "VALUES (?, ?, 'Added meanwhile', 'active', '{}', '2026-01-01 00:00:00.000000')",
-                (email, email),
+                "INSERT INTO subscribers "
+                "(email, email_normalized, address_hash, name, status, attributes, created_at) "
+                "VALUES (?, ?, ?, 'Added meanwhile', 'active', '{}', '2026-01-01 00:00:00.000000')",
+                (email, email, address_hash(email)),
             )
 
     def close(self) -> None:

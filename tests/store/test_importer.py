@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from newsletter.errors import BadInput
 from newsletter.store.importer import ImportSummary, check_encoding, import_csv, rejects_path_for
 from newsletter.store.models import Subscriber, SubscriberStatus, SubscriberTag, Suppression, Tag
+from newsletter.store.privacy import address_hash
 from newsletter.store.subscribers import SubscriberRepository
 
 
@@ -398,6 +399,32 @@ def test_special_characters_survive_staging(engine: Engine, tmp_path: Path, para
     assert rows["ann@example.com"][4] == (("note", note),)
     assert rows["bob@example.com"][1] == "\\N"
     assert counts(run(engine, path, parallel=parallel)) == (0, 0, 2, {})
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_imported_subscribers_carry_their_suppression_hash(
+    engine: Engine, repo: SubscriberRepository, session: Session, tmp_path: Path, parallel: bool
+) -> None:
+    """Every new row gets ``address_hash`` from the staged hash (COPY on PostgreSQL, the SQLite
+    insert), equal to what ``privacy.address_hash`` makes of its normalised address."""
+    repo.add("ann@example.com", name="Ann")
+    session.commit()
+    path = tmp_path / "hashes.csv"
+    path.write_text(
+        "email,name,status\n"
+        "ANN@example.com,,\n"  # existing: merged, its hash untouched
+        "Rene\u0301@Example.com,René,\n"
+        "x@xn--bcher-kva.example,,\n"
+        "left@example.com,,unsubscribed\n" + "".join(f"user{i}@example.com,User {i},\n" for i in range(20)),
+        encoding="utf-8",
+    )
+    assert counts(run(engine, path, chunk_size=7, parallel=parallel))[:2] == (23, 0)
+    with Session(engine) as check:
+        stored = check.execute(select(Subscriber.email_normalized, Subscriber.address_hash)).all()
+        suppressed = set(check.scalars(select(Suppression.address_hash)))
+    assert len(stored) == 24
+    assert all(digest == address_hash(normalized) for normalized, digest in stored), stored
+    assert suppressed == {dict(stored)["left@example.com"]}
 
 
 def test_reader_process_batches_match_and_stop_when_abandoned(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import datetime as dt
 import threading
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -134,6 +134,51 @@ def test_suppression_mid_send_is_honoured_at_claim(
     with engine.connect() as conn:
         counts = ledger_for(conn).counts(send_id)
     assert counts.by_state["suppressed"] == 3 and counts.by_state["sending"] == 1
+
+
+def _suppress_directly(engine: Engine, *addresses: str) -> None:
+    """Suppress as a provider webhook or an operator's SQL might: one row in ``suppressions``,
+    nothing else, so the subscriber stays ``active`` and only the stored hash can exclude them."""
+    with engine.begin() as conn:
+        for address in addresses:
+            conn.execute(
+                text("INSERT INTO suppressions (address_hash, reason) VALUES (:h, 'bounced')"),
+                {"h": address_hash(address)},
+            )
+
+
+def test_a_suppression_alone_excludes_an_active_subscriber_from_count_snapshot_and_claim(
+    engine: Engine, repo: SubscriberRepository, session: Session
+) -> None:
+    """The send matches ``suppressions`` against the hash stored on each subscriber.
+
+    Non-ASCII addresses too: the stored hash, Python's ``address_hash`` and the suppression agree.
+    """
+    ids = _subscribers(repo, session, 4)
+    zoe = repo.add("Zoë@Example.org").id
+    session.commit()
+    _suppress_directly(engine, "reader0@example.org", "zoë@example.org")
+    with engine.begin() as conn:
+        ledger = ledger_for(conn)
+        assert ledger.audience_count("") == 3
+        send_id = _send(ledger)
+    with engine.connect() as conn:
+        snapshot = set(conn.execute(select(Delivery.subscriber_id)).scalars())
+        statuses = set(conn.execute(select(Subscriber.status)).scalars())
+    assert snapshot == set(ids[1:]) and zoe not in snapshot
+    assert statuses == {SubscriberStatus.ACTIVE}  # nothing but the suppression excluded them
+    # Suppressed after the snapshot: the next claim marks the row suppressed instead of sending it.
+    _suppress_directly(engine, "reader2@example.org")
+    with engine.begin() as conn:
+        batch = ledger_for(conn).claim(send_id, 10, owner="w", lease=LEASE)
+    assert batch is not None
+    assert [c.email for c in batch.rows] == ["reader1@example.org", "reader3@example.org"]
+    with engine.connect() as conn:
+        suppressed = conn.execute(
+            select(Delivery.subscriber_id).where(Delivery.state == DeliveryState.SUPPRESSED)
+        ).scalar_one()
+        assert ledger_for(conn).audience_count("") == 2
+    assert suppressed == ids[2]
 
 
 def test_record_writes_each_outcome_only_while_the_claim_is_the_owners(

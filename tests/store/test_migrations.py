@@ -10,7 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from newsletter.errors import ConfigError
 from newsletter.store.db import (
@@ -29,6 +29,7 @@ from newsletter.store.db import (
     upgrade,
 )
 from newsletter.store.models import Base
+from newsletter.store.privacy import address_hash
 from newsletter.store.subscribers import SubscriberRepository
 
 TABLES = set(Base.metadata.tables)  # every model has a table in the newest migration
@@ -62,6 +63,70 @@ def test_models_and_newest_migration_agree(empty_db_url: str) -> None:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_deliveries_leave_room_for_outcomes_on_postgresql(empty_db_url: str) -> None:
+    """0004 gives PostgreSQL's ``deliveries`` the fill factor the model declares; downgrade resets it."""
+    from newsletter.store.models import DELIVERIES_FILLFACTOR
+
+    engine = make_engine(empty_db_url)
+    try:
+        upgrade(engine)
+        if engine.dialect.name != "postgresql":
+            assert current_revision(engine) == head_revision()  # nothing to do on SQLite
+            return
+        query = text("SELECT reloptions FROM pg_class WHERE relname = 'deliveries'")
+        with engine.connect() as conn:
+            assert conn.execute(query).scalar_one() == [f"fillfactor={DELIVERIES_FILLFACTOR}"]
+        downgrade(engine, "0003")
+        with engine.connect() as conn:
+            assert conn.execute(query).scalar_one() is None
+    finally:
+        engine.dispose()
+
+
+def test_0003_fills_each_subscribers_hash_and_keeps_their_tags(empty_db_url: str) -> None:
+    """Rows from before 0003 get ``privacy.address_hash`` of their address, then the column is NOT
+    NULL. On SQLite that rebuilds the table: the tag links (ON DELETE CASCADE) must survive it, and
+    foreign keys must be enforced again afterwards."""
+    engine = make_engine(empty_db_url)
+    addresses = ["ann@example.com", "zoë@exämple.org"]
+    try:
+        upgrade(engine, "0002")
+        with engine.begin() as conn:
+            for address in addresses:
+                conn.execute(
+                    text(
+                        "INSERT INTO subscribers (email, email_normalized, name, status, attributes) "
+                        "VALUES (:a, :a, 'Old', 'active', '{}')"
+                    ),
+                    {"a": address},
+                )
+            conn.execute(text("INSERT INTO tags (name) VALUES ('press')"))
+            conn.execute(text("INSERT INTO subscriber_tags SELECT s.id, t.id FROM subscribers s, tags t"))
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
+        with engine.connect() as conn:
+            stored = dict(conn.execute(text("SELECT email_normalized, address_hash FROM subscribers")).all())
+            assert conn.execute(text("SELECT count(*) FROM subscriber_tags")).scalar_one() == 2
+            if engine.dialect.name == "sqlite":
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert stored == {address: address_hash(address) for address in addresses}
+        column = next(c for c in inspect(engine).get_columns("subscribers") if c["name"] == "address_hash")
+        assert column["nullable"] is False
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO subscribers (email, email_normalized, name, status, attributes) "
+                    "VALUES ('new@example.com', 'new@example.com', 'New', 'active', '{}')"
+                )
+            )
+        downgrade(engine, "0002")
+        assert "address_hash" not in {c["name"] for c in inspect(engine).get_columns("subscribers")}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM subscriber_tags")).scalar_one() == 2
     finally:
         engine.dispose()
 
@@ -117,6 +182,8 @@ def test_a_revision_from_a_newer_release_is_refused_in_one_line(db_url: str) -> 
         with engine.connect() as conn:  # nothing was touched
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "ffff0000"
     finally:
+        with engine.begin() as conn:  # the PostgreSQL database is shared by the run's tests
+            conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head_revision()})
         engine.dispose()
 
 

@@ -61,6 +61,22 @@ def test_resubscribe_on_request_lifts_the_suppression(repo: SubscriberRepository
     assert session.scalar(select(func.count()).select_from(Subscriber)) == 1
 
 
+def test_add_stores_the_suppression_hash_of_the_normalised_address(
+    repo: SubscriberRepository, session: Session
+) -> None:
+    """What sends match ``suppressions`` against, so it must be ``address_hash(email_normalized)``:
+    for a new row, a non-ASCII address and a row reused by a resubscribe."""
+    repo.add(" Ann@Example.COM ")
+    repo.add("Zoë@Exämple.org", status=SubscriberStatus.PENDING)
+    repo.add("bob@example.com")
+    repo.unsubscribe("bob@example.com")
+    repo.add("Bob@example.com", resubscribe=True)
+    session.commit()
+    stored = dict(session.execute(select(Subscriber.email_normalized, Subscriber.address_hash)).all())
+    assert len(stored) == 3 and "zoë@exämple.org" in stored
+    assert stored == {normalized: address_hash(normalized) for normalized in stored}
+
+
 def test_forget_erases_everything_but_the_hash(repo: SubscriberRepository, session: Session) -> None:
     repo.add("ann@example.com", name="Ann", tags=["press"])
     session.commit()

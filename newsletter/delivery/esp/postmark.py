@@ -115,6 +115,9 @@ def mustachio(body: str) -> tuple[str, bool]:
 
 def _mailbox(name: str, email: str) -> str:
     """``"Name" <email>``, the name always quoted: Postmark splits ``To`` on commas."""
+    if name.isprintable() and '"' not in name and "\\" not in name:  # most names: no work
+        name = name.strip()
+        return f'"{name}" <{email}>' if name else email
     name = _CONTROL.sub(" ", name).strip()
     if not name:
         return email
@@ -197,9 +200,7 @@ class PostmarkAdapter:
         if self.mode is Mode.PLAIN:
             path, encoded = "/email/batch", [encode_json(self._plain(message, r)) for r in recipients]
         else:
-            prepared = self._prepare(message)
-            path = "/email/batchWithTemplates"
-            encoded = [encode_json(self._templated(message, prepared, r)) for r in recipients]
+            path, encoded = "/email/batchWithTemplates", self._encode_templated(message, recipients)
         return self._post_in_chunks(message, path, recipients, encoded)
 
     def finish(self, message: Outgoing) -> None:
@@ -302,6 +303,37 @@ class PostmarkAdapter:
             "InlineCss": False,
         }
 
+    def _encode_templated(self, message: Outgoing, recipients: Sequence[Recipient]) -> list[bytes]:
+        """Each message of a templates batch as JSON: :meth:`_templated`, a million times faster.
+
+        Only ``To``, the per-recipient headers, ``Metadata`` and ``TemplateModel`` differ between
+        messages: they are encoded per message and joined to the rest, encoded once per batch. The
+        bytes are the JSON object :meth:`_templated` describes (a test holds them to it); building
+        and merging that dict per message was a third of the sender's time.
+        """
+        prepared = self._prepare(message)
+        shared, shared_headers = self._shared(message)
+        tail = encode_json(
+            {**shared, "TemplateAlias": prepared.alias, "InlineCss": False}
+        )[1:]  # '"From":…}' : the fields every message has, after the per-recipient ones
+        send_id, extra = str(message.send_id), prepared.extra
+        dumps = orjson.dumps
+        out = []
+        for r in recipients:
+            headers = [*shared_headers]
+            headers += ({"Name": k, "Value": v} for k, v in r.headers.items() if k != "Message-ID")
+            model = {**r.values, **extra} if extra else r.values
+            head = dumps(
+                {
+                    "To": _mailbox(r.name, r.email),
+                    "Headers": headers,
+                    "Metadata": {"send_id": send_id, "delivery_id": str(r.delivery_id)},
+                    "TemplateModel": model,
+                }
+            )
+            out.append(head[:-1] + b"," + tail)
+        return out
+
     def _plain(self, message: Outgoing, recipient: Recipient) -> dict[str, Any]:
         values = recipient.values
         return {
@@ -369,7 +401,12 @@ class PostmarkAdapter:
         """Postmark answers in the order of the request: the n-th answer is the n-th recipient's."""
         results: list[Result] = []
         stopped: str | None = None
+        accepted = Outcome.ACCEPTED
         for recipient, answer in zip(batch, answers, strict=True):
+            # The common case first, cheaply: a million answers per send.
+            if type(answer) is dict and answer.get("ErrorCode") == 0 and answer.get("MessageID"):
+                results.append(Result(recipient.delivery_id, accepted, str(answer["MessageID"])))
+                continue
             code = answer.get("ErrorCode") if isinstance(answer, dict) else None
             text = str(answer.get("Message", "")) if isinstance(answer, dict) else ""
             if code == 0 and answer.get("MessageID"):
