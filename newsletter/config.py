@@ -108,10 +108,13 @@ class EspSettings(_Section):
     base_url: str = ""
     #: Recipients per request; 0 for the provider's maximum (Postmark 500).
     batch_size: int = Field(default=0, ge=0)
-    #: Messages per second for this process, 0 for no limit (the provider's account limits).
+    #: Messages per second for the send, shared by its processes; 0 for no limit (the account's).
     rate: float = Field(default=0.0, ge=0)
-    #: Batches in flight at once (``send --workers`` overrides).
+    #: Batches in flight at once per process (``send --workers`` overrides).
     workers: int = Field(default=1, ge=1, le=64)
+    #: Processes a send runs in, each with ``workers`` batches in flight (``send --processes``
+    #: overrides). More than one uses more cores: building batches is CPU work.
+    processes: int = Field(default=1, ge=1, le=64)
     #: Seconds to wait for the provider's answer; past it the batch's outcome is unknown.
     timeout: float = Field(default=30.0, gt=0)
     #: How long a claimed batch may stay in flight before it counts as abandoned (unknown).

@@ -59,7 +59,13 @@ def send(
         list[str] | None,
         typer.Option("--test", help="Send a [TEST] copy to this address, outside the ledger (repeatable)."),
     ] = None,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, max=64, help="Parallel senders.")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, max=64, help="Batches in flight per process.")
+    ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option("--processes", min=1, max=64, help="Processes sending at once (uses more cores)."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Send an issue to the list (or test copies). Refuses an issue that fails `check`."""
@@ -84,7 +90,9 @@ def send(
         if not yes and not typer.confirm(plan.question):
             raise typer.Exit(1)
         with _stop_on_interrupt() as stop:
-            outcome = runner.execute(plan, settings, stop=stop, workers=workers, progress=_progress_bar())
+            outcome = runner.execute(
+                plan, settings, stop=stop, workers=workers, processes=processes, progress=_progress_bar()
+            )
     except NewsletterError as exc:
         fail(exc)
     console.print(outcome.summary(), highlight=False, markup=False)
@@ -153,4 +161,3 @@ def worker(
 
 def _log(message: str) -> None:
     err_console.print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", highlight=False, markup=False)
-

@@ -12,6 +12,7 @@ that make a send safe to start twice:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -264,10 +265,7 @@ def plan(
                 raise BadInput(
                     f"send {existing.id} of this issue is scheduled; change it with `newsletter schedule`"
                 )
-            if (
-                existing.state in (SendState.FINISHED, SendState.CANCELLED, SendState.MISSED)
-                and not unknown
-            ):
+            if existing.state in (SendState.FINISHED, SendState.CANCELLED, SendState.MISSED) and not unknown:
                 return Plan(audience=0, existing=existing, counts=counts, nothing_to_do=True, **common)
             if existing.state in RESUMABLE and not (resume or retry_unknown or start):
                 raise BadInput(
@@ -318,6 +316,7 @@ def execute(
     *,
     stop: threading.Event | None = None,
     workers: int | None = None,
+    processes: int | None = None,
     progress: Any = None,
 ) -> SendOutcome:
     """Create (snapshot) or reopen the send, then run it to the end or until it stops."""
@@ -342,7 +341,7 @@ def execute(
                 reopen(ledger, the_plan.existing, retry_unknown=the_plan.retry_unknown)
                 send = ledger.get_send(the_plan.existing.id)
             total = ledger.counts(send.id).open
-        report = _run(engine, send, prepared, settings, stop, workers, progress, total)
+        report = _run(engine, send, prepared, settings, stop, workers, progress, total, processes)
         with engine.connect() as conn:
             ledger = ledger_for(conn)
             return SendOutcome(
@@ -361,35 +360,186 @@ def _run(
     workers: int | None,
     progress: Any,
     total: int,
+    processes: int | None = None,
 ) -> RunReport:
-    """Run the send in this process, with ``workers`` batches in flight at once (threads)."""
+    """Run the send with ``workers`` batches in flight per process (threads), in ``processes``
+    processes: this one and, beyond one, as many helpers of a standard-library process pool.
+
+    Threads overlap the waits for the provider; processes add CPUs, since building a batch is
+    Python work that one interpreter runs on one core at a time. Every process claims from the
+    ledger like any ``newsletter worker``: claims never overlap, whoever finishes the send cleans up.
+    """
+    processes = processes or settings.esp.processes
+    if processes <= 1:
+        if progress is None:
+            return _send_here(engine, send.id, prepared, settings, workers, stop, None)
+        with progress:
+            task = progress.add_task("send", total=total)
+            return _send_here(
+                engine,
+                send.id,
+                prepared,
+                settings,
+                workers,
+                stop,
+                lambda recorded: progress.advance(task, len(recorded)),
+            )
+    return _run_in_processes(engine, send, prepared, settings, stop, workers, progress, total, processes)
+
+
+def _send_here(
+    engine: Any,
+    send_id: int,
+    prepared: PreparedIssue,
+    settings: Settings,
+    workers: int | None,
+    stop: Any,
+    on_batch: Callable[[Sequence[Recorded]], None] | None,
+    rate_share: int = 1,
+) -> RunReport:
+    """``rate_share``: how many processes share the provider's rate limit."""
     esp = settings.esp
+    return run_send(
+        engine,
+        send_id,
+        outgoing_for(send_id, prepared, settings),
+        adapter_factory(esp),
+        personaliser_for(settings),
+        workers=workers or esp.workers,
+        rate=esp.rate / rate_share,
+        lease=dt.timedelta(seconds=esp.lease_seconds),
+        stop=stop,
+        on_batch=on_batch,
+        batch_size=esp.batch_size or None,
+    )
 
-    def go(on_batch: Callable[[Sequence[Recorded]], None] | None) -> RunReport:
-        return run_send(
+
+def _run_in_processes(
+    engine: Any,
+    send: SendInfo,
+    prepared: PreparedIssue,
+    settings: Settings,
+    stop: threading.Event | None,
+    workers: int | None,
+    progress: Any,
+    total: int,
+    processes: int,
+) -> RunReport:
+    """This process sends too; helpers report each recorded batch's size on a queue (for the
+    progress bar) and their :class:`RunReport` at the end. ``stop`` (Ctrl-C reaches only this
+    process: helpers ignore SIGINT) is passed on through an event they share."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")  # no fork of a process with threads and sockets
+    shared_stop = context.Event()
+    recorded_sizes: Any = context.SimpleQueue()
+    stop = stop or threading.Event()
+    here_done = threading.Event()
+
+    def relay_stop() -> None:
+        while not here_done.is_set():
+            if stop.wait(0.1):
+                shared_stop.set()
+                return
+
+    task = progress.add_task("send", total=total) if progress is not None else None
+
+    def relay_progress() -> None:
+        while (size := recorded_sizes.get()) is not None:
+            progress.advance(task, size)
+
+    relays = [threading.Thread(target=relay_stop, daemon=True)]
+    if progress is not None:
+        relays.append(threading.Thread(target=relay_progress, daemon=True))
+    for relay in relays:
+        relay.start()
+    reports: list[RunReport] = []
+    failure: BaseException | None = None
+    with progress if progress is not None else contextlib.nullcontext():
+        with ProcessPoolExecutor(
+            max_workers=processes - 1,
+            mp_context=context,
+            initializer=_helper_init,
+            initargs=(shared_stop, recorded_sizes if progress is not None else None),
+        ) as pool:
+            helpers = [
+                pool.submit(_helper_send, settings, send.id, prepared, workers, processes)
+                for _ in range(processes - 1)
+            ]
+            on_batch = (lambda recorded: progress.advance(task, len(recorded))) if progress else None
+            try:
+                reports.append(
+                    _send_here(engine, send.id, prepared, settings, workers, shared_stop, on_batch, processes)
+                )
+            except BaseException as exc:  # let the helpers stop and record their batches first
+                shared_stop.set()
+                failure = exc
+            for helper in helpers:
+                try:
+                    reports.append(helper.result())
+                except BaseException as exc:
+                    shared_stop.set()
+                    failure = failure or exc
+        here_done.set()
+        if progress is not None:
+            recorded_sizes.put(None)
+            relays[1].join()
+    if failure is not None:
+        raise failure
+    return _merged(reports)
+
+
+_HELPER_STOP: Any = None
+_HELPER_PROGRESS: Any = None
+
+
+def _helper_init(stop: Any, progress: Any) -> None:
+    """In each helper process: Ctrl-C is the parent's to handle; it passes it on as ``stop``."""
+    import signal
+
+    global _HELPER_STOP, _HELPER_PROGRESS
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _HELPER_STOP, _HELPER_PROGRESS = stop, progress
+
+
+def _helper_send(
+    settings: Settings, send_id: int, prepared: PreparedIssue, workers: int | None, processes: int
+) -> RunReport:
+    engine = open_database(settings.database.url)
+    queue = _HELPER_PROGRESS
+    try:
+        return _send_here(
             engine,
-            send.id,
-            outgoing_for(send.id, prepared, settings),
-            adapter_factory(esp),
-            personaliser_for(settings),
-            workers=workers or esp.workers,
-            rate=esp.rate,
-            lease=dt.timedelta(seconds=esp.lease_seconds),
-            stop=stop,
-            on_batch=on_batch,
-            batch_size=esp.batch_size or None,
+            send_id,
+            prepared,
+            settings,
+            workers,
+            _HELPER_STOP,
+            (lambda recorded: queue.put(len(recorded))) if queue is not None else None,
+            processes,
         )
-
-    if progress is None:
-        return go(None)
-    with progress:
-        task = progress.add_task("send", total=total)
-        return go(lambda recorded: progress.advance(task, len(recorded)))
+    finally:
+        engine.dispose()
 
 
-def send_test(
-    prepared: PreparedIssue, settings: Settings, addresses: Sequence[str]
-) -> list[tuple[str, str]]:
+def _merged(reports: Sequence[RunReport]) -> RunReport:
+    """One report for the processes of a send: counts added; of the reasons to stop, the one that
+    caused it (a helper refused by the provider stops the others, which then only say "paused")."""
+    merged = RunReport()
+    for report in reports:
+        merged.outcomes.update(report.outcomes)
+        merged.batches += report.batches
+    stopped = [r for r in reports if r.stopped is not None]
+    cause = next((r for r in stopped if r.stopped != "paused"), stopped[0] if stopped else None)
+    if cause is not None:
+        merged.stopped, merged.error = cause.stopped, cause.error
+    else:
+        merged.error = next((r.error for r in reports if r.error), None)
+    return merged
+
+
+def send_test(prepared: PreparedIssue, settings: Settings, addresses: Sequence[str]) -> list[tuple[str, str]]:
     """A "[TEST]" copy to each address through the configured provider; nothing in the ledger."""
     try:
         normalized = [normalize(address).email for address in addresses]

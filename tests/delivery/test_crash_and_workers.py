@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import signal
 import subprocess
@@ -257,3 +258,85 @@ def test_unknown_outcomes_exit_1_until_the_editor_resends_them(
     retried = send("--retry-unknown")
     assert retried.returncode == 0 and "30 accepted" in retried.stdout
     assert set(_recorded(fake, tmp_path).values()) == {2}  # the editor's call: each got it twice
+
+
+# -- one send in several processes (send --processes) --------------------------------------------
+
+
+def _claim_owner_pids(db_url: str) -> set[str]:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            owners = conn.exec_driver_sql("SELECT owner FROM claims WHERE owner IS NOT NULL").scalars()
+            return {owner.split(":")[1] for owner in owners}
+    finally:
+        engine.dispose()
+
+
+def test_a_send_in_three_processes_reaches_everyone_once(
+    db_url: str, workdir: Path, fake: RunningFakeESP, tmp_path: Path
+) -> None:
+    _seed(db_url, tmp_path, 6_000)
+    fake.esp.set_faults(delay=0.05)  # about 1.5 s in all: the helpers are up before the end
+    env = {**_environment(db_url, fake), "NEWSLETTER_ESP_BATCH_SIZE": "100"}
+    done = _send(workdir, env, "--yes", "--processes", "3", "--workers", "2")
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "6,000 accepted" in done.stdout or "6000 accepted" in done.stdout, done.stdout
+    recorded = _recorded(fake, tmp_path)
+    assert len(recorded) == 6_000 and max(recorded.values()) == 1
+    assert set(_ledger(db_url).values()) == {DeliveryState.ACCEPTED}
+    # Helpers start in a second or so; the parent sends meanwhile. At least one helper took part.
+    assert len(_claim_owner_pids(db_url)) >= 2, "the helper processes claimed batches"
+    assert fake.esp.templates == {}  # made once per process, deleted once by whoever finished
+
+
+def test_ctrl_c_pauses_every_process_and_resume_finishes(
+    db_url: str, workdir: Path, fake: RunningFakeESP, tmp_path: Path
+) -> None:
+    """A terminal's Ctrl-C reaches the whole process group: helpers leave it to the parent, which
+    stops them; each records its batch in flight."""
+    _seed(db_url, tmp_path, 5_000)
+    fake.esp.set_faults(delay=0.05)
+    env = {**_environment(db_url, fake), "NEWSLETTER_ESP_BATCH_SIZE": "100"}
+    child = subprocess.Popen(
+        _newsletter("send", f"issues/{ISSUE}", "--yes", "--processes", "2"),
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(_claim_owner_pids(db_url)) < 2 or fake.esp.stats["messages"] < 1_000:
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the send did not get going in two processes"
+        time.sleep(0.02)
+    os.killpg(child.pid, signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 1, out + err
+    assert "is paused" in out and "Traceback" not in err, out + err
+    states = _ledger(db_url)
+    recorded = _recorded(fake, tmp_path)
+    assert {a for a, s in states.items() if s is DeliveryState.ACCEPTED} == set(recorded)
+    assert DeliveryState.UNKNOWN not in states.values()
+    assert 0 < len(recorded) < 5_000
+
+    fake.esp.set_faults(delay=0.0)
+    resumed = _send(workdir, env, "--yes", "--resume", "--processes", "2")
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    recorded = _recorded(fake, tmp_path)
+    assert len(recorded) == 5_000 and max(recorded.values()) == 1
+
+
+def test_a_refused_token_stops_every_process(
+    db_url: str, workdir: Path, fake: RunningFakeESP, tmp_path: Path
+) -> None:
+    _seed(db_url, tmp_path, 2_000)
+    fake.esp.set_faults(unauthorized=True)
+    env = {**_environment(db_url, fake), "NEWSLETTER_ESP_BATCH_SIZE": "100"}
+    done = _send(workdir, env, "--yes", "--processes", "2")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "stopped" in done.stdout and "refused" in done.stdout, done.stdout
+    assert _recorded(fake, tmp_path) == Counter()
+    assert set(_ledger(db_url).values()) == {DeliveryState.PENDING}
