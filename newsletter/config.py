@@ -102,11 +102,11 @@ class EspSettings(_Section):
     hold them.
     """
 
-    #: ``outbox``, ``smtp``, ``postmark``: ``delivery/esp/registry.py`` is the list.
+    #: ``outbox``, ``smtp``, ``postmark``, ``sendgrid``: ``delivery/esp/registry.py`` is the list.
     provider: str = "outbox"
     #: The provider's API base URL (a fake ESP's, in tests); empty for the provider's own.
     base_url: str = ""
-    #: Recipients per request; 0 for the provider's maximum (Postmark 500).
+    #: Recipients per request; 0 for the provider's maximum (Postmark 500, SendGrid 1000).
     batch_size: int = Field(default=0, ge=0)
     #: Messages per second for the send, shared by its processes; 0 for no limit (the account's).
     rate: float = Field(default=0.0, ge=0)
@@ -121,8 +121,9 @@ class EspSettings(_Section):
     lease_seconds: int = Field(default=600, ge=30)
     #: Where the outbox writes its .eml files.
     outbox_dir: Path = Path("outbox")
-    #: The environment variable holding the API token (Postmark's server token).
-    token_env: str = "POSTMARK_TOKEN"
+    #: The environment variable holding the API token; empty for the provider's own default
+    #: (Postmark ``POSTMARK_TOKEN``, SendGrid ``SENDGRID_API_KEY``: ``delivery/esp/registry.py``).
+    token_env: str = ""
     #: Postmark: the message stream for broadcasts; and whether to send through a per-issue
     #: template (the body travels once per send) rather than a full body per message.
     message_stream: str = "broadcast"

@@ -1,4 +1,4 @@
-"""A local stand-in for Postmark's sending API, with faults on demand.
+"""A local stand-in for Postmark's sending API (and SendGrid's), with faults on demand.
 
 It exists so that the delivery engine can be run, tested and benchmarked end to end on
 127.0.0.1: the adapter talks real HTTP to it, exactly as it would to Postmark, and the fake can be
@@ -11,7 +11,11 @@ Endpoints (Postmark's shapes, ``X-Postmark-Server-Token`` checked):
 * ``POST /email/batchWithTemplates``: ``{"Messages": [...]}`` naming a template by
   ``TemplateAlias``/``TemplateId`` with a ``TemplateModel``; the template is really rendered
   (Mustachio's ``{{x}}`` HTML-escaped in the HTML body, raw in text and subject; ``{{{x}}}`` raw);
-* ``POST /templates``, ``GET|PUT|DELETE /templates/{idOrAlias}``, ``GET /templates``.
+* ``POST /templates``, ``GET|PUT|DELETE /templates/{idOrAlias}``, ``GET /templates``;
+* SendGrid's ``POST /v3/mail/send`` (``Authorization: Bearer`` with the same token): validated as
+  SendGrid does (400 with ``{"errors": [{"message", "field"}]}``), answered 202 with an
+  ``X-Message-Id``, each personalization's ``substitutions`` applied to subject and content for the
+  record (:meth:`FakeESP.answer_sendgrid`).
 
 Control endpoints (no token): ``GET|POST /_faults`` read or change the faults (a POST merges
 the given fields), ``POST /_reset`` restores the start-up faults and clears the counters,
@@ -37,6 +41,7 @@ SHA-256 costs only its personal tail.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import gc
 import hashlib
@@ -53,6 +58,7 @@ from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Seque
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from email.utils import getaddresses
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
@@ -75,6 +81,9 @@ ACTIONS: Final = frozenset({"ok", "401", "429", "500", "503", "drop", "drop_afte
 #: The sending endpoints, by path: the name :meth:`FakeESP.answer` takes.
 SEND_PATHS: Final = {"/email/batch": "batch", "/email/batchWithTemplates": "batchWithTemplates"}
 MAX_BATCH: Final = 500
+#: SendGrid's sending endpoint, and its limit of personalizations per request.
+SENDGRID_PATH: Final = "/v3/mail/send"
+SENDGRID_MAX: Final = 1000
 
 _INACTIVE: Final = (
     "You tried to send to recipient(s) that have been marked as inactive. Found inactive addresses: "
@@ -560,6 +569,72 @@ class FakeESP:
         }
         return recorder.entry(base, subject, body_html, text)
 
+    # -- SendGrid ----------------------------------------------------------------------------
+
+    def answer_sendgrid(self, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """Status, body and headers answering one ``POST /v3/mail/send`` body.
+
+        Refused whole (400, every problem listed, nothing recorded) unless it is what SendGrid
+        takes; otherwise 202 with one ``X-Message-Id`` for the request, and one record line per
+        personalization, its message id the request's plus ``.`` and its place.
+        """
+        try:
+            data = orjson.loads(body)
+        except ValueError:
+            data = None
+        problems = _sendgrid_problems(data)
+        if problems:
+            if any(p["field"] == "personalizations" and "limited" in p["message"] for p in problems):
+                self.count("refused_too_many")
+            self.count("refused_400")
+            return 400, orjson.dumps({"errors": problems}), {}
+        personalizations: list[dict[str, Any]] = data["personalizations"]
+        message_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+        entries = self._sendgrid_entries(data, message_id) if self.recorder is not None else []
+        with self._lock:
+            self._requests += 1
+            self.stats["messages"] += len(personalizations)
+            self.stats["accepted"] += len(personalizations)
+        if self.recorder is not None:
+            self.recorder.write(entries)
+        return 202, b"", {"X-Message-Id": message_id}
+
+    def _sendgrid_entries(self, data: dict[str, Any], message_id: str) -> list[dict[str, Any]]:
+        """The record's lines: each personalization's substitutions applied as SendGrid would."""
+        assert self.recorder is not None
+        content = {part["type"]: part["value"] for part in data["content"]}
+        shared_headers = data.get("headers") or {}
+        shared_args = data.get("custom_args") or {}
+        compiled: dict[tuple[str, ...], tuple[_Substituted, _Substituted]] = {}
+        entries = []
+        for index, personal in enumerate(data["personalizations"]):
+            substitutions: dict[str, str] = personal.get("substitutions") or {}
+            keys = tuple(sorted(substitutions))
+            parts = compiled.get(keys)
+            if parts is None:
+                pattern = _substitution_pattern(keys)
+                parts = compiled[keys] = (
+                    _Substituted(content.get("text/html", ""), pattern),
+                    _Substituted(content.get("text/plain", ""), pattern),
+                )
+            body_html, text = (part.render(substitutions) for part in parts)
+            subject_source = str(personal.get("subject") or data.get("subject") or "")
+            subject = _Substituted(subject_source, parts[0].pattern)
+            base = {
+                "provider": "sendgrid",
+                "endpoint": "mail/send",
+                "message_id": f"{message_id}.{index}",
+                "recipient": personal["to"][0]["email"],
+                "to": personal["to"],
+                "from": data.get("from"),
+                "reply_to": personal.get("reply_to") or data.get("reply_to"),
+                "categories": data.get("categories") or [],
+                "headers": {**shared_headers, **(personal.get("headers") or {})},
+                "custom_args": {**shared_args, **(personal.get("custom_args") or {})},
+            }
+            entries.append(self.recorder.entry(base, subject.render(substitutions).text(), body_html, text))
+        return entries
+
     # -- HTTP --------------------------------------------------------------------------------
 
     def _routes(self) -> Starlette:
@@ -663,6 +738,9 @@ class _FaultLayer:
         if scope["type"] != "http" or scope["path"].startswith("/_"):
             await self.routes(scope, receive, send)
             return
+        if scope["path"] == SENDGRID_PATH:
+            await self._sendgrid(scope, receive, send)
+            return
         self.esp.count("requests")
         if not self.esp.authorised(_token(scope["headers"])):
             self.esp.count("fault_401")
@@ -714,6 +792,60 @@ class _FaultLayer:
             status, data = self.esp.answer(endpoint, body)
         await _respond(send, status, data)
 
+    async def _sendgrid(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /v3/mail/send`` with the same faults as Postmark's endpoints, SendGrid's answers.
+
+        The ``inactive`` and ``invalid`` faults do not apply: SendGrid accepts such recipients
+        (202) and reports the bounce or drop later, through its event webhook.
+        """
+        esp = self.esp
+        esp.count("requests")
+        if not esp.authorised(_bearer(scope["headers"])):
+            esp.count("fault_401")
+            await _drain(receive)
+            await _respond(send, 401, _sg_error(_SG_UNAUTHORIZED))
+            return
+        if scope["method"] != "POST":
+            await _drain(receive)
+            await _respond(send, 405, _sg_error("method not allowed"), {"Allow": "POST"})
+            return
+        esp.count("send_requests")
+        action = esp.decide()
+        if action != "ok":
+            esp.count(f"fault_{action}")
+        faults = esp.faults
+        limited = {
+            "Retry-After": _seconds(faults.retry_after),
+            "X-RateLimit-Reset": str(int(time.time() + faults.retry_after)),
+        }
+        if action == "401":
+            await _drain(receive)
+            await _respond(send, 401, _sg_error(_SG_UNAUTHORIZED))
+        elif action == "429":
+            await _drain(receive)
+            await _respond(send, 429, _sg_error("too many requests"), limited)
+        elif action == "500":
+            await _drain(receive)
+            await _respond(send, 500, _sg_error("internal server error"))
+        elif action == "503":
+            await _drain(receive)
+            retry_after = {"Retry-After": limited["Retry-After"]}
+            await _respond(send, 503, _sg_error("service unavailable"), retry_after)
+        elif action == "drop":
+            await _drain(receive)
+            await _drop(send)
+        else:
+            body = await _read_body(receive)
+            if body is None:
+                return
+            with _collector_paused():
+                status, data, headers = esp.answer_sendgrid(body)
+            if action == "drop_after":
+                await _drop(send)
+                return
+            wait = faults.delay + (faults.slow_seconds if action == "slow" else 0.0)
+            await _respond(_delayed(send, wait) if wait else send, status, data, headers)
+
 
 @contextmanager
 def _collector_paused() -> Iterator[None]:
@@ -759,6 +891,15 @@ async def _drop(send: Send) -> None:
     # Not uvicorn: start an answer and never finish it; the server closes the connection.
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]})
     await send({"type": "http.response.body", "body": b"[", "more_body": True})
+
+
+def _bearer(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header (SendGrid's)."""
+    for name, value in headers:
+        if name.lower() == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else None
+    return None
 
 
 def _token(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
@@ -849,6 +990,132 @@ class _Screen:
         if email.lower() in self.inactive:
             return _error(406, _INACTIVE.format(email))
         return None
+
+
+# -- SendGrid's side ------------------------------------------------------------------------------
+
+_SG_UNAUTHORIZED: Final = "The provided authorization grant is invalid, expired, or revoked"
+_SG_ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+")
+
+
+def _sg_error(message: str, field: str | None = None) -> bytes:
+    return orjson.dumps({"errors": [{"message": message, "field": field, "help": None}]})
+
+
+def _sg_problem(problems: list[dict[str, Any]], message: str, field: str | None) -> None:
+    problems.append({"message": message, "field": field, "help": None})
+
+
+def _strings(value: Any) -> bool:
+    """Whether ``value`` is absent or an object of string values (substitutions, headers, args)."""
+    return value is None or (isinstance(value, dict) and all(isinstance(v, str) for v in value.values()))
+
+
+def _sendgrid_problems(data: Any) -> list[dict[str, Any]]:
+    """What SendGrid would refuse in a mail/send body: its ``errors`` list, empty if none."""
+    problems: list[dict[str, Any]] = []
+    if not isinstance(data, dict):
+        _sg_problem(problems, "Bad Request", None)
+        return problems
+    personalizations = data.get("personalizations")
+    if not isinstance(personalizations, list) or not personalizations:
+        _sg_problem(problems, "You must have at least one personalization.", "personalizations")
+    elif len(personalizations) > SENDGRID_MAX:
+        _sg_problem(
+            problems,
+            f"The personalization block is limited to {SENDGRID_MAX} personalizations per API request. "
+            f"You have provided {len(personalizations)} personalizations.",
+            "personalizations",
+        )
+    else:
+        seen: set[str] = set()
+        every_subject = True
+        for i, personal in enumerate(personalizations):
+            where = f"personalizations.{i}"
+            if not isinstance(personal, dict):
+                _sg_problem(problems, "A personalization must be an object.", where)
+                continue
+            every_subject = every_subject and bool(personal.get("subject"))
+            to = personal.get("to")
+            if not isinstance(to, list) or not to:
+                _sg_problem(problems, "The to array is required for every personalization.", f"{where}.to")
+                continue
+            for j, address in enumerate(to):
+                email = address.get("email") if isinstance(address, dict) else None
+                if not isinstance(email, str) or not _SG_ADDRESS.fullmatch(email):
+                    _sg_problem(problems, "Does not contain a valid address.", f"{where}.to.{j}.email")
+                elif email.lower() in seen:
+                    _sg_problem(
+                        problems,
+                        "Each email address in the personalization block should be unique between "
+                        f"to, cc, and bcc. We found the first duplicate instance of [{email}].",
+                        f"{where}.to.{j}.email",
+                    )
+                else:
+                    seen.add(email.lower())
+            for name in ("substitutions", "headers", "custom_args"):
+                if not _strings(personal.get(name)):
+                    _sg_problem(problems, f"The {name} values must be strings.", f"{where}.{name}")
+        if not every_subject and not (isinstance(data.get("subject"), str) and data["subject"]):
+            _sg_problem(
+                problems,
+                "The subject is required. You can get around this requirement if you use a template "
+                "with a subject defined or if every personalization has a subject defined.",
+                "subject",
+            )
+    sender = data.get("from")
+    if not isinstance(sender, dict) or not isinstance(sender.get("email"), str):
+        _sg_problem(problems, "The from object must be provided for every email send.", "from")
+    elif not _SG_ADDRESS.fullmatch(sender["email"]):
+        _sg_problem(problems, "The from email does not contain a valid address.", "from.email")
+    content = data.get("content")
+    if not isinstance(content, list) or not content:
+        _sg_problem(problems, "The content parameter is required (no template_id).", "content")
+    else:
+        for k, part in enumerate(content):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                _sg_problem(problems, "The content type must be a string.", f"content.{k}.type")
+            elif not isinstance(part.get("value"), str) or not part["value"]:
+                _sg_problem(
+                    problems,
+                    "The content value must be a string at least one character in length.",
+                    f"content.{k}.value",
+                )
+        types = [part.get("type") for part in content if isinstance(part, dict)]
+        if "text/plain" in types and types.index("text/plain") != 0:
+            _sg_problem(problems, "If present, text/plain content must be first.", "content")
+    for name in ("headers", "custom_args"):
+        if not _strings(data.get(name)):
+            _sg_problem(problems, f"The {name} values must be strings.", name)
+    return problems
+
+
+@lru_cache(maxsize=64)
+def _substitution_pattern(keys: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern for a personalization's keys, longest first (plain text, as SendGrid reads them)."""
+    if not keys:
+        return None
+    return re.compile("|".join(re.escape(key) for key in sorted(keys, key=len, reverse=True)))
+
+
+class _Substituted:
+    """A content part split before its first substitution key: the head is hashed once per request,
+    each personalization costs only its tail (as :class:`CompiledBody` for templates)."""
+
+    def __init__(self, source: str, pattern: re.Pattern[str] | None) -> None:
+        self.pattern = pattern
+        match = pattern.search(source) if pattern is not None else None
+        start = match.start() if match else len(source)
+        self.head, self.tail = source[:start], source[start:]
+        head_bytes = self.head.encode("utf-8")
+        self.head_size = len(head_bytes)
+        self.head_hash = hashlib.sha256(head_bytes) if head_bytes else None
+
+    def render(self, substitutions: dict[str, str]) -> Body:
+        tail = self.tail
+        if self.pattern is not None and tail:
+            tail = self.pattern.sub(lambda match: substitutions.get(match.group(0), match.group(0)), tail)
+        return Body(self.head, self.head_size, self.head_hash, tail)
 
 
 #: The place part of MessageIDs (``FakeESP._message_ids``) for a full batch, made once.

@@ -211,13 +211,18 @@ class Ledger:
             literal(DeliveryState.PENDING.value),
             literal(0),
         )
-        self.conn.execute(
+        inserted = self.conn.execute(
             insert(Delivery).from_select(["send_id", "subscriber_id", "state", "attempts"], snapshot)
+        ).rowcount
+        # sqlite3 and psycopg report the rows an INSERT ... SELECT wrote; a driver that says -1
+        # (DB-API allows it) gets them counted, a third of a second at a million on PostgreSQL.
+        count = (
+            inserted
+            if inserted is not None and inserted >= 0
+            else self.conn.execute(
+                select(func.count()).select_from(Delivery).where(Delivery.send_id == send_id)
+            ).scalar_one()
         )
-        # Counted, not taken from rowcount: drivers may report -1 for INSERT ... SELECT.
-        count = self.conn.execute(
-            select(func.count()).select_from(Delivery).where(Delivery.send_id == send_id)
-        ).scalar_one()
         self.conn.execute(update(Send).where(Send.id == send_id).values(recipients=count))
         self._after_snapshot()
         return self.get_send(send_id)
@@ -318,9 +323,7 @@ class Ledger:
         overlap.
         """
         locked = self._fetch(
-            *self._bind(
-                f"SELECT claimed_through FROM sends WHERE id = :send{self._for_update}", send=send_id
-            )
+            *self._bind(f"SELECT claimed_through FROM sends WHERE id = :send{self._for_update}", send=send_id)
         )
         if not locked:
             return None
@@ -509,9 +512,7 @@ class Ledger:
         }
         return SendCounts(send_id, by_state, reasons)
 
-    def unknown_recipients(
-        self, send_id: int, limit: int = 100
-    ) -> list[tuple[int, str | None, str | None]]:
+    def unknown_recipients(self, send_id: int, limit: int = 100) -> list[tuple[int, str | None, str | None]]:
         """(delivery id, address or None if forgotten, error) of the send's ``unknown`` rows."""
         rows = self.conn.execute(
             select(Delivery.id, Subscriber.email, Delivery.error)

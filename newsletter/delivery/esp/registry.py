@@ -1,21 +1,31 @@
 """The one place that knows which adapter each ``[esp] provider`` names and where its secret is.
 
-Adding a provider touches this table, its module and its tests. Secrets come from the environment
-variables the configuration names; a missing one is a configuration error before anything is sent.
+Adding a provider touches this table, its module and its tests. Secrets come from environment
+variables: each HTTP provider's own (:data:`TOKEN_ENV`) unless ``[esp] token_env`` names another;
+a missing one is a configuration error before anything is sent.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from typing import Final
 
 from newsletter.config import EspSettings
 from newsletter.delivery.esp.base import Adapter
 from newsletter.errors import ConfigError
 
-__all__ = ["adapter_factory", "providers"]
+__all__ = ["TOKEN_ENV", "adapter_factory", "providers", "token_env"]
 
 AdapterFactory = Callable[[], Adapter]
+
+#: The environment variable holding each HTTP provider's API token when ``[esp] token_env`` is empty.
+TOKEN_ENV: Final = {"postmark": "POSTMARK_TOKEN", "sendgrid": "SENDGRID_API_KEY"}
+
+
+def token_env(esp: EspSettings) -> str:
+    """The variable the configured provider's token comes from: ``token_env`` if set, else its own."""
+    return esp.token_env.strip() or TOKEN_ENV.get(esp.provider, "")
 
 
 def _secret(name: str, environ: Mapping[str, str], what: str) -> str:
@@ -48,7 +58,7 @@ def _smtp(esp: EspSettings, environ: Mapping[str, str]) -> AdapterFactory:
 def _postmark(esp: EspSettings, environ: Mapping[str, str]) -> AdapterFactory:
     from newsletter.delivery.esp.postmark import PostmarkAdapter
 
-    token = _secret(esp.token_env, environ, "Postmark server token")
+    token = _secret(token_env(esp), environ, "Postmark server token")
     return lambda: PostmarkAdapter(
         token=token,
         base_url=esp.base_url or None,
@@ -58,10 +68,18 @@ def _postmark(esp: EspSettings, environ: Mapping[str, str]) -> AdapterFactory:
     )
 
 
+def _sendgrid(esp: EspSettings, environ: Mapping[str, str]) -> AdapterFactory:
+    from newsletter.delivery.esp.sendgrid import SendGridAdapter
+
+    api_key = _secret(token_env(esp), environ, "SendGrid API key")
+    return lambda: SendGridAdapter(api_key, base_url=esp.base_url or None, timeout=esp.timeout)
+
+
 _BUILDERS: dict[str, Callable[[EspSettings, Mapping[str, str]], AdapterFactory]] = {
     "outbox": _outbox,
     "smtp": _smtp,
     "postmark": _postmark,
+    "sendgrid": _sendgrid,
 }
 
 
