@@ -158,11 +158,25 @@ class EspSettings(_Section):
         return http_url(value).rstrip("/") if value else ""
 
 
+class WebhooksSettings(_Section):
+    """What ``newsletter serve`` accepts from providers' webhooks (bounces, complaints, ...).
+
+    The credentials are never here: the keys name the environment variables holding the HTTP
+    basic-auth user and password given to the provider. If either is unset, every request is refused.
+    """
+
+    postmark_user_env: str = "POSTMARK_WEBHOOK_USER"
+    postmark_password_env: str = "POSTMARK_WEBHOOK_PASSWORD"
+    #: Soft bounces of one address before it is suppressed (a full mailbox may empty again).
+    soft_bounce_limit: int = Field(default=3, ge=1)
+
+
 class Settings(_Section):
     newsletter: NewsletterSettings = NewsletterSettings()
     database: DatabaseSettings = DatabaseSettings()
     paths: PathsSettings = PathsSettings()
     esp: EspSettings = EspSettings()
+    webhooks: WebhooksSettings = WebhooksSettings()
     source: Path | None = None
 
 

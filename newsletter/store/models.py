@@ -338,3 +338,47 @@ class Delivery(Base):
         # batch took half the time (migration 0004). SQLite updates rows in place anyway.
         {"postgresql_with": {"fillfactor": DELIVERIES_FILLFACTOR}},
     )
+
+
+class EventKind(enum.StrEnum):
+    """What a provider told us happened to a message after it accepted it."""
+
+    DELIVERED = "delivered"
+    BOUNCED_HARD = "bounced_hard"  #: the address does not exist: suppressed at once
+    BOUNCED_SOFT = "bounced_soft"  #: a temporary failure: suppressed after ``soft_bounce_limit``
+    COMPLAINED = "complained"  #: marked as spam: suppressed at once
+    UNSUBSCRIBED = "unsubscribed"  #: unsubscribed through the provider: unsubscribed here
+    OPENED = "opened"
+    CLICKED = "clicked"
+    OTHER = "other"  #: recorded, changes nothing
+
+
+class Event(Base):
+    """One provider webhook event, stored once: (provider, provider_event_id) deduplicates replays.
+
+    Like ``deliveries`` it holds no address and no foreign keys: ``address_hash`` is the same
+    pseudonymous key as ``suppressions`` (soft bounces are counted by it), and ``detail`` keeps
+    only small non-identifying facts (a bounce description, a clicked URL).
+    """
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_event_id: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[EventKind] = mapped_column(_states(EventKind, "event_kind"))
+    delivery_id: Mapped[int | None] = mapped_column(BigId)
+    send_id: Mapped[int | None] = mapped_column(Integer)
+    address_hash: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[dt.datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.current_timestamp()
+    )
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_event_id", name="uq_events_provider_provider_event_id"),
+        Index("ix_events_send_id_kind", "send_id", "kind"),
+        # Soft bounces are counted per address.
+        Index("ix_events_address_hash_kind", "address_hash", "kind"),
+    )

@@ -180,15 +180,30 @@ class SubscriberRepository:
 
     def unsubscribe(self, email: str) -> Subscriber:
         """Mark the subscriber unsubscribed at once and record the suppression. Idempotent."""
+        return self.leave(email, SubscriberStatus.UNSUBSCRIBED)
+
+    def leave(self, email: str, status: SubscriberStatus) -> Subscriber:
+        """Mark the subscriber as having left with ``status`` (unsubscribed, bounced, complained)
+        and record the suppression. Idempotent: a subscriber who already left keeps the first
+        reason, so a later bounce never rewrites an unsubscribe."""
+        if status not in LEFT_STATUSES:
+            raise NewsletterError(f"{status} is not a way of leaving")
         subscriber = self.get_by_email(email)
         if subscriber is None:
             raise NotFound(f"{email.strip()} is not a subscriber")
         if subscriber.status not in LEFT_STATUSES:
-            subscriber.status = SubscriberStatus.UNSUBSCRIBED
+            subscriber.status = status
             subscriber.unsubscribed_at = utcnow()
         self._suppress(subscriber.email_normalized, SuppressionReason(subscriber.status.value))
         self.session.flush()
         return subscriber
+
+    def suppress(self, email: str, reason: SuppressionReason) -> Suppression:
+        """Suppress an address that may not be on the list (a provider reports a bounce of an
+        address that was forgotten, or of a test send). An existing suppression stays as it is."""
+        suppression = self._suppress(normalize(email).normalized, reason)
+        self.session.flush()
+        return suppression
 
     def forget(self, email: str) -> ForgetResult:
         """Erase everything about the address but its suppression hash (GDPR art. 17).

@@ -1,0 +1,93 @@
+"""The webhook app: ``POST /webhooks/{provider}`` stores and applies a provider's events.
+
+Each request is checked in the order that spends the least on a stranger: a known provider (404),
+a body of at most 1 MiB (413), the provider's credentials (401: nothing is parsed or stored), a
+payload of the provider's shape (400), and then its events are stored and applied in one
+transaction: ``200 {"received": n, "new": m}``. Anything but a 2xx makes the provider retry, and a
+replay changes nothing, so retries are safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from newsletter.config import Settings
+from newsletter.events import postmark
+from newsletter.events.model import BadPayload, ProviderEvent
+from newsletter.store.db import writing
+from newsletter.store.events import record_events
+
+__all__ = ["MAX_BODY", "create_app"]
+
+#: The largest webhook body accepted: Postmark's records are a few KB.
+MAX_BODY = 1024 * 1024
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Provider:
+    """How to trust and read one provider's webhooks."""
+
+    verify: Callable[[Mapping[str, str], Settings], bool]
+    parse: Callable[[bytes], list[ProviderEvent]]
+
+
+PROVIDERS = {postmark.PROVIDER: Provider(verify=postmark.verify, parse=postmark.parse)}
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused as soon as it passes ``limit`` (a lying Content-Length included)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(settings: Settings, engine: Engine) -> Starlette:
+    """The app for ``newsletter serve`` (and tests): ``engine`` must be migrated."""
+
+    def store(events: list[ProviderEvent]) -> int:
+        with writing(engine).begin() as conn:
+            return record_events(conn, events, soft_bounce_limit=settings.webhooks.soft_bounce_limit)
+
+    async def webhook(request: Request) -> JSONResponse:
+        name = request.path_params["provider"]
+        provider = PROVIDERS.get(name)
+        if provider is None:
+            return JSONResponse({"error": "unknown provider"}, status_code=404)
+        try:
+            body = await _read_body(request, MAX_BODY)
+        except _TooLarge:
+            return JSONResponse({"error": "body too large"}, status_code=413)
+        if not provider.verify(request.headers, settings):
+            challenge = {"WWW-Authenticate": 'Basic realm="webhooks"'}
+            return JSONResponse({"error": "unauthorized"}, status_code=401, headers=challenge)
+        try:
+            events = provider.parse(body)
+        except BadPayload as exc:
+            log.info("%s webhook refused: %s", name, exc)
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        new = await run_in_threadpool(store, events)
+        return JSONResponse({"received": len(events), "new": new})
+
+    return Starlette(routes=[Route("/webhooks/{provider}", webhook, methods=["POST"])])
