@@ -13,6 +13,8 @@ Shapes:
   Must: 1M in under 30 s end to end on each database; aim: under 10 s on PostgreSQL.
 * ``sendgrid``: SendGrid ``/v3/mail/send`` through the fake ESP, the body once per batch of 1,000
   with per-recipient substitutions. The same target as ``templates``.
+* ``mailgun``: Mailgun ``/v3/{domain}/messages`` through the fake ESP, multipart form data with the
+  body once per batch of 1,000 and per-recipient ``recipient-variables``. The same target.
 * ``batch``: Postmark ``/email/batch``, a full body per message. Must: within 1.2x of the wire.
 * ``smtp``: a full MIME message per recipient to a local aiosmtpd sink. Must: within 1.2x of the
   wire (a bare smtplib loop into the same sink: the sink's own ceiling); aim: twice listmonk's
@@ -55,9 +57,10 @@ DEFAULT_PG_URL = os.environ.get(
 )
 TOKEN = "bench-token"
 SECRET = "benchmark-secret-key-0123456789abcdef"
-SHAPES = ("templates", "sendgrid", "batch", "smtp", "outbox")
+SHAPES = ("templates", "sendgrid", "mailgun", "batch", "smtp", "outbox")
 #: Shapes whose body travels once per batch or send: a million recipients, the 30 s target.
-ONCE = ("templates", "sendgrid")
+ONCE = ("templates", "sendgrid", "mailgun")
+MAILGUN_DOMAIN = "mg.example.org"
 MUST_RATIO = 1.2
 MUST_MB = 300
 MUST_TEMPLATES_SECONDS_PER_MILLION = 30.0
@@ -195,6 +198,7 @@ def _settings(url: str, shape: str, esp_url: str, smtp_port: int, outbox: Path) 
     provider = {
         "templates": "postmark",
         "sendgrid": "sendgrid",
+        "mailgun": "mailgun",
         "batch": "postmark",
         "smtp": "smtp",
         "outbox": "outbox",
@@ -204,6 +208,7 @@ def _settings(url: str, shape: str, esp_url: str, smtp_port: int, outbox: Path) 
             "NEWSLETTER_DATABASE_URL": url,
             "NEWSLETTER_ESP_PROVIDER": provider,
             "NEWSLETTER_ESP_BASE_URL": esp_url,
+            "NEWSLETTER_ESP_DOMAIN": MAILGUN_DOMAIN,
             "NEWSLETTER_ESP_TEMPLATES": "true" if shape == "templates" else "false",
             "NEWSLETTER_ESP_PORT": str(smtp_port),
             "NEWSLETTER_ESP_OUTBOX_DIR": str(outbox),
@@ -220,7 +225,7 @@ def child_send(args: argparse.Namespace) -> dict[str, Any]:
     """Snapshot the audience and send it: the whole of ``newsletter send``, timed."""
     from newsletter.delivery import runner
 
-    os.environ["POSTMARK_TOKEN"] = os.environ["SENDGRID_API_KEY"] = TOKEN
+    os.environ["POSTMARK_TOKEN"] = os.environ["SENDGRID_API_KEY"] = os.environ["MAILGUN_API_KEY"] = TOKEN
     os.environ["NEWSLETTER_SECRET_KEY"] = SECRET
     settings = _settings(args.url, args.shape, args.esp_url, args.smtp_port, Path(args.outbox))
     issue = ROOT / "newsletter" / "samples" / "issues" / "2026-11-27.yaml"
@@ -294,6 +299,19 @@ def child_wire(args: argparse.Namespace) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         client.close()
         sendgrid.close()
+    elif args.shape == "mailgun":
+        from newsletter.delivery.esp.mailgun import MailgunAdapter
+
+        mailgun = MailgunAdapter(TOKEN, MAILGUN_DOMAIN, base_url=args.esp_url)
+        client = httpx.Client(base_url=args.esp_url, auth=("api", TOKEN), timeout=120)
+        started = time.perf_counter()
+        for start in range(0, len(recipients), mailgun.max_batch):
+            content_type, body = mailgun.encode(message, recipients[start : start + mailgun.max_batch])
+            response = client.post(mailgun.path, content=body, headers={"Content-Type": content_type})
+            assert response.status_code == 200, response.text[:300]
+        seconds = time.perf_counter() - started
+        client.close()
+        mailgun.close()
     elif args.shape in ("templates", "batch"):
         adapter = PostmarkAdapter(token=TOKEN, base_url=args.esp_url, templates=args.shape == "templates")
         adapter.prepare(message)

@@ -102,11 +102,12 @@ class EspSettings(_Section):
     hold them.
     """
 
-    #: ``outbox``, ``smtp``, ``postmark``, ``sendgrid``: ``delivery/esp/registry.py`` is the list.
+    #: ``outbox``, ``smtp``, ``postmark``, ``sendgrid``, ``mailgun``: ``delivery/esp/registry.py``
+    #: is the list.
     provider: str = "outbox"
     #: The provider's API base URL (a fake ESP's, in tests); empty for the provider's own.
     base_url: str = ""
-    #: Recipients per request; 0 for the provider's maximum (Postmark 500, SendGrid 1000).
+    #: Recipients per request; 0 for the provider's maximum (Postmark 500, SendGrid and Mailgun 1000).
     batch_size: int = Field(default=0, ge=0)
     #: Messages per second for the send, shared by its processes; 0 for no limit (the account's).
     rate: float = Field(default=0.0, ge=0)
@@ -122,8 +123,13 @@ class EspSettings(_Section):
     #: Where the outbox writes its .eml files.
     outbox_dir: Path = Path("outbox")
     #: The environment variable holding the API token; empty for the provider's own default
-    #: (Postmark ``POSTMARK_TOKEN``, SendGrid ``SENDGRID_API_KEY``: ``delivery/esp/registry.py``).
+    #: (Postmark ``POSTMARK_TOKEN``, SendGrid ``SENDGRID_API_KEY``, Mailgun ``MAILGUN_API_KEY``:
+    #: ``delivery/esp/registry.py``).
     token_env: str = ""
+    #: Mailgun: the sending domain (required), and the region whose API it lives in: ``us``
+    #: (``api.mailgun.net``) or ``eu`` (``api.eu.mailgun.net``); ``base_url`` overrides the region.
+    domain: str = ""
+    region: str = "us"
     #: Postmark: the message stream for broadcasts; and whether to send through a per-issue
     #: template (the body travels once per send) rather than a full body per message.
     message_stream: str = "broadcast"
@@ -148,6 +154,22 @@ class EspSettings(_Section):
         value = value.strip().lower()
         if value not in ("starttls", "tls", "none"):
             raise ValueError("must be starttls, tls or none")
+        return value
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value and ("/" in value or "@" in value or any(c.isspace() for c in value)):
+            raise ValueError("must be a domain name, such as mg.example.org")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("us", "eu"):
+            raise ValueError("must be us or eu")
         return value
 
     @field_validator("base_url")

@@ -32,7 +32,14 @@ def test_send_benchmark_prints_each_shape_with_its_baseline() -> None:
     assert done.returncode == 0, done.stderr + done.stdout
     for database in ("sqlite", "postgresql"):
         assert f"{database}: seeded 600 subscribers" in done.stdout
-    for shape, n in (("templates", 600), ("sendgrid", 600), ("batch", 60), ("smtp", 60), ("outbox", 60)):
+    for shape, n in (
+        ("templates", 600),
+        ("sendgrid", 600),
+        ("mailgun", 600),
+        ("batch", 60),
+        ("smtp", 60),
+        ("outbox", 60),
+    ):
         rows = re.findall(
             rf"^  {shape} +{n:,} in .* peak +\d+ MB \| wire +[\d,]+/s \| ratio", done.stdout, re.M
         )

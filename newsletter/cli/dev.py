@@ -1,8 +1,8 @@
 """``newsletter dev …``: tools for developing and benchmarking delivery, never for production.
 
-``dev fake-esp`` runs :mod:`newsletter.delivery.fake_esp`, a local stand-in for Postmark and
-SendGrid; point the adapter's base URL at it. Faults can be set here at start-up, or changed while it runs
-with ``curl -X POST localhost:PORT/_faults -d '{"next": ["503", "drop"]}'``.
+``dev fake-esp`` runs :mod:`newsletter.delivery.fake_esp`, a local stand-in for Postmark,
+SendGrid and Mailgun; point the adapter's base URL at it. Faults can be set here at start-up, or
+changed while it runs with ``curl -X POST localhost:PORT/_faults -d '{"next": ["503", "drop"]}'``.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ def fake_esp(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the fault rates.")] = 0,
 ) -> None:
-    """Serve a fake Postmark (batch, batch with templates, templates) and SendGrid (v3 mail/send)
-    with injectable faults."""
+    """Serve a fake Postmark (batch, batch with templates, templates), SendGrid (v3 mail/send) and
+    Mailgun (v3 messages) with injectable faults."""
     from newsletter.delivery.fake_esp import Faults, RecordBodies, serve
 
     if record_bodies not in ("none", "text", "all"):
@@ -88,7 +88,7 @@ def fake_esp(
         faults.validate()
     except ValueError as exc:
         fail(BadInput(str(exc)))
-    console.print(f"Fake ESP (Postmark and SendGrid APIs) on http://{host}:{port}  token {token!r}")
+    console.print(f"Fake ESP (Postmark, SendGrid and Mailgun APIs) on http://{host}:{port}  token {token!r}")
     if record:
         console.print(f"  recording accepted messages to {record}")
     console.print("  faults: GET/POST /_faults, POST /_reset, GET /_stats")

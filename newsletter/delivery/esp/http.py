@@ -90,13 +90,21 @@ def request_json(client: httpx.Client, method: str, path: str, payload: Any = No
     return send(client, method, path, None if payload is None else encode_json(payload))
 
 
-def send(client: httpx.Client, method: str, path: str, content: bytes | None) -> httpx.Response:
+def send(
+    client: httpx.Client,
+    method: str,
+    path: str,
+    content: bytes | None,
+    *,
+    content_type: str = "application/json",
+) -> httpx.Response:
     """Send one request; network failures become :class:`RetryableError` or :class:`Unanswered`.
 
-    ``content`` is JSON already encoded (see :func:`encode_json`), so an adapter can measure a
-    batch, or join messages it encoded one by one, before sending.
+    ``content`` is the body already encoded (JSON by :func:`encode_json` unless ``content_type``
+    says otherwise: Mailgun's form data), so an adapter can measure a batch, or join messages it
+    encoded one by one, before sending.
     """
-    headers = {"Content-Type": "application/json"} if content is not None else None
+    headers = {"Content-Type": content_type} if content is not None else None
     try:
         return client.request(method, path, content=content, headers=headers)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:

@@ -20,7 +20,11 @@ __all__ = ["TOKEN_ENV", "adapter_factory", "providers", "token_env"]
 AdapterFactory = Callable[[], Adapter]
 
 #: The environment variable holding each HTTP provider's API token when ``[esp] token_env`` is empty.
-TOKEN_ENV: Final = {"postmark": "POSTMARK_TOKEN", "sendgrid": "SENDGRID_API_KEY"}
+TOKEN_ENV: Final = {
+    "postmark": "POSTMARK_TOKEN",
+    "sendgrid": "SENDGRID_API_KEY",
+    "mailgun": "MAILGUN_API_KEY",
+}
 
 
 def token_env(esp: EspSettings) -> str:
@@ -75,11 +79,22 @@ def _sendgrid(esp: EspSettings, environ: Mapping[str, str]) -> AdapterFactory:
     return lambda: SendGridAdapter(api_key, base_url=esp.base_url or None, timeout=esp.timeout)
 
 
+def _mailgun(esp: EspSettings, environ: Mapping[str, str]) -> AdapterFactory:
+    from newsletter.delivery.esp.mailgun import MAILGUN_API, MAILGUN_EU_API, MailgunAdapter
+
+    if not esp.domain:
+        raise ConfigError("esp.domain: the Mailgun sending domain is required (e.g. mg.example.org)")
+    api_key = _secret(token_env(esp), environ, "Mailgun API key")
+    base_url = esp.base_url or (MAILGUN_EU_API if esp.region == "eu" else MAILGUN_API)
+    return lambda: MailgunAdapter(api_key, esp.domain, base_url=base_url, timeout=esp.timeout)
+
+
 _BUILDERS: dict[str, Callable[[EspSettings, Mapping[str, str]], AdapterFactory]] = {
     "outbox": _outbox,
     "smtp": _smtp,
     "postmark": _postmark,
     "sendgrid": _sendgrid,
+    "mailgun": _mailgun,
 }
 
 

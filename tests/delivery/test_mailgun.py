@@ -1,0 +1,453 @@
+"""The Mailgun adapter: the documented messages payload (batch sending with recipient-variables), what
+each recipient would get (the fake applies the variables as Mailgun does), what every failure
+becomes, and a whole ``newsletter send`` through the fake Mailgun on both dialects.
+"""
+
+from __future__ import annotations
+
+import csv
+import email.parser
+import email.policy
+import hashlib
+import html
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import select
+
+from newsletter.config import EspSettings
+from newsletter.delivery.esp.base import AuthError, Outcome, Outgoing, RetryableError
+from newsletter.delivery.esp.mailgun import MAILGUN_API, MAILGUN_EU_API, MailgunAdapter
+from newsletter.delivery.esp.registry import adapter_factory, token_env
+from newsletter.delivery.fake_esp import FakeESP, RunningFakeESP, running
+from newsletter.delivery.message import html_values
+from newsletter.errors import ConfigError
+from newsletter.render.slots import fill
+from newsletter.store.db import make_engine
+from newsletter.store.importer import import_csv
+from newsletter.store.models import Delivery, DeliveryState
+from tests.conftest import FIXTURE_ISSUES_DIR, clean_environment
+from tests.delivery.conftest import TOKEN, make_message, make_recipient, make_recipients, read_record
+
+DOMAIN = "mg.example.org"
+
+
+@pytest.fixture
+def adapter(fake: RunningFakeESP) -> Iterator[MailgunAdapter]:
+    adapter = MailgunAdapter(TOKEN, DOMAIN, base_url=fake.url, timeout=2.0)
+    yield adapter
+    adapter.close()
+
+
+def scripted(handler: Callable[[httpx.Request], httpx.Response]) -> MailgunAdapter:
+    client = httpx.Client(base_url="https://api.mailgun.test", transport=httpx.MockTransport(handler))
+    return MailgunAdapter("key", DOMAIN, client=client)
+
+
+def form(request: httpx.Request) -> list[tuple[str, str]]:
+    """The request's multipart fields in order, read by the standard library's parser."""
+    head = f"Content-Type: {request.headers['Content-Type']}\r\n\r\n".encode()
+    parsed = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + request.content)
+    assert parsed.is_multipart()
+    fields = []
+    for part in parsed.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        assert isinstance(name, str) and isinstance(payload, bytes)
+        fields.append((name, payload.decode("utf-8")))
+    return fields
+
+
+def queued(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"id": f"<abc.1@{DOMAIN}>", "message": "Queued. Thank you."})
+
+
+# -- the request --------------------------------------------------------------------------------
+
+
+def test_a_batch_is_one_documented_messages_request(message: Outgoing) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return queued(request)
+
+    adapter = scripted(handler)
+    recipients = [make_recipient(0), make_recipient(2), make_recipient(4)]  # markup, comma, no name
+    results = adapter.send_batch(message, recipients)
+    assert [(r.outcome, r.message_id) for r in results] == [(Outcome.ACCEPTED, f"abc.1@{DOMAIN}")] * 3
+
+    (request,) = seen
+    assert request.method == "POST" and request.url.path == f"/v3/{DOMAIN}/messages"
+    assert request.headers["Content-Type"].startswith("multipart/form-data; boundary=")
+    fields = form(request)
+    by_name: dict[str, list[str]] = {}
+    for name, value in fields:
+        by_name.setdefault(name, []).append(value)
+    assert by_name["from"] == ["Wöchentliche Rundschau <news@example.org>"]
+    assert by_name["to"] == [
+        '"<b>Ana</b> & \\"Bo\\"" <reader0@example.com>',
+        '"Smith, John" <reader2@example.com>',
+        "reader4@example.com",
+    ]
+    assert by_name["subject"] == [message.subject]
+    assert by_name["text"] == [
+        message.text.replace("%%name%%", "%recipient.name%").replace(
+            "%%unsubscribe_url%%", "%recipient.unsubscribe_url%"
+        )
+    ]
+    assert by_name["html"] == [
+        message.html.replace("%%name%%", "%recipient.name_html%")
+        .replace("%%email%%", "%recipient.email_html%")
+        .replace("%%unsubscribe_url%%", "%recipient.unsubscribe_url_html%")
+    ]
+    assert by_name["h:Reply-To"] == ["editors@example.org"]
+    assert by_name["h:List-Id"] == ["Weekly <weekly.example.org>"]
+    assert by_name["h:List-Unsubscribe-Post"] == ["List-Unsubscribe=One-Click"]
+    assert by_name["h:List-Unsubscribe"] == ["%recipient.list_unsubscribe%"]
+    assert by_name["h:Message-ID"] == ["%recipient.message_id%"]
+    assert by_name["v:send_id"] == ["7"]
+    assert by_name["v:delivery_id"] == ["%recipient.delivery_id%"]
+    assert "o:tag" not in by_name
+    # One of each field but ``to``: the body travels once per batch.
+    assert all(len(values) == 1 for name, values in by_name.items() if name != "to")
+
+    variables = orjson.loads(by_name["recipient-variables"][0])
+    assert list(variables) == [r.email for r in recipients]
+    for recipient in recipients:
+        values, escaped = recipient.values, html_values(recipient.values)
+        assert variables[recipient.email] == {
+            "name": values["name"],
+            "unsubscribe_url": values["unsubscribe_url"],
+            "name_html": escaped["name"],
+            "email_html": escaped["email"],
+            "unsubscribe_url_html": escaped["unsubscribe_url"],
+            "message_id": recipient.headers["Message-ID"],
+            "list_unsubscribe": recipient.headers["List-Unsubscribe"],
+            "delivery_id": str(recipient.delivery_id),
+        }
+    adapter.close()
+
+
+def test_a_tag_becomes_o_tag_and_no_reply_to_no_header() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return queued(request)
+
+    adapter = scripted(handler)
+    results = adapter.send_batch(make_message(tag="issue-2026-11-20", reply_to=""), make_recipients(1))
+    assert results[0].outcome is Outcome.ACCEPTED
+    names = dict(form(seen[0]))
+    assert names["o:tag"] == "issue-2026-11-20" and "h:Reply-To" not in names
+
+
+def test_editor_text_cannot_forge_a_mailgun_variable() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return queued(request)
+
+    text = "Write %recipient.email% or %unsubscribe_url%; 50% off; hi %%name%%"
+    adapter = scripted(handler)
+    adapter.send_batch(make_message(text=text, subject="%recipient.x% news"), make_recipients(1))
+    fields = dict(form(seen[0]))
+    assert fields["text"] == (
+        "Write %\u200drecipient.email% or %\u200dunsubscribe_url%; 50% off; hi %recipient.name%"
+    )
+    assert fields["subject"] == "%\u200drecipient.x% news"
+
+
+# -- what each recipient gets ------------------------------------------------------------------
+
+
+def test_each_recipient_gets_their_values_escaped_in_html_and_raw_in_text(
+    adapter: MailgunAdapter, fake: RunningFakeESP, message: Outgoing, record_path: Path
+) -> None:
+    recipients = make_recipients(5)
+    adapter.prepare(message)
+    results = {r.delivery_id: r for r in adapter.send_batch(message, recipients)}
+    adapter.finish(message)
+    assert all(r.outcome is Outcome.ACCEPTED for r in results.values())
+    record = {entry["recipient"]: entry for entry in read_record(record_path)}
+    assert len(record) == 5
+    message_ids = {entry["message_id"].rpartition(".")[0] for entry in record.values()}
+    assert message_ids == {r.message_id for r in results.values()}  # one id per request
+    for index, recipient in enumerate(recipients):
+        entry = record[recipient.email]
+        assert entry["provider"] == "mailgun"
+        assert entry["message_id"] == f"{results[recipient.delivery_id].message_id}.{index}"
+        expected_html = fill(message.html, html_values(recipient.values))
+        assert entry["html"] == expected_html
+        assert entry["html_sha256"] == hashlib.sha256(expected_html.encode()).hexdigest()
+        assert entry["text"] == fill(message.text, recipient.values)
+        assert entry["subject"] == message.subject
+        assert entry["metadata"] == {"send_id": "7", "delivery_id": str(recipient.delivery_id)}
+        assert entry["headers"] == {"Reply-To": "editors@example.org", **message.headers, **recipient.headers}
+        assert f"Hello {html.escape(recipient.name)}," in entry["html"]
+        assert f"Hello {recipient.name}," in entry["text"]
+    assert "<b>Ana</b>" in record["reader0@example.com"]["text"]
+    assert "&lt;b&gt;Ana&lt;/b&gt;" in record["reader0@example.com"]["html"]
+
+
+def test_slots_in_the_subject_get_the_raw_value(
+    adapter: MailgunAdapter, fake: RunningFakeESP, record_path: Path
+) -> None:
+    message = make_message(subject="For %%name%% only")
+    adapter.send_batch(message, [make_recipient(0)])
+    assert read_record(record_path)[0]["subject"] == 'For <b>Ana</b> & "Bo" only'
+
+
+def test_a_full_batch_is_one_request(
+    adapter: MailgunAdapter, fake: RunningFakeESP, message: Outgoing
+) -> None:
+    assert adapter.max_batch == 1000
+    results = adapter.send_batch(message, make_recipients(1000))
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 1000
+    assert fake.esp.stats["send_requests"] == 1 and fake.esp.stats["accepted"] == 1000
+
+
+def test_a_batch_above_the_limit_is_never_sent(
+    adapter: MailgunAdapter, fake: RunningFakeESP, message: Outgoing
+) -> None:
+    with pytest.raises(ValueError, match="at most 1000 "):
+        adapter.send_batch(message, make_recipients(1001))
+    assert fake.esp.stats["send_requests"] == 0
+
+    adapter.max_batch = 1001  # raised by mistake: the fake refuses it as Mailgun would
+    results = adapter.send_batch(message, make_recipients(1001))
+    assert {r.outcome for r in results} == {Outcome.FAILED}
+    assert "Too many recipients" in (results[0].error or "")
+    assert fake.esp.stats["refused_too_many"] == 1 and fake.esp.stats["accepted"] == 0
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+
+def test_429_is_retryable_with_its_retry_after(
+    adapter: MailgunAdapter, fake: RunningFakeESP, message: Outgoing
+) -> None:
+    fake.esp.set_faults(next=["429"], retry_after=7)
+    with pytest.raises(RetryableError) as caught:
+        adapter.send_batch(message, make_recipients(3))
+    assert caught.value.retry_after == 7
+    assert all(r.outcome is Outcome.ACCEPTED for r in adapter.send_batch(message, make_recipients(3)))
+
+
+@pytest.mark.parametrize(("fault", "retry_after"), [("500", None), ("503", 2.5)])
+def test_server_errors_are_retryable(
+    adapter: MailgunAdapter, fake: RunningFakeESP, message: Outgoing, fault: str, retry_after: float | None
+) -> None:
+    fake.esp.set_faults(next=[fault], retry_after=2.5)
+    with pytest.raises(RetryableError, match=fault) as caught:
+        adapter.send_batch(message, make_recipients(3))
+    assert caught.value.retry_after == retry_after
+
+
+def test_a_wrong_key_stops_the_send(fake: RunningFakeESP, message: Outgoing) -> None:
+    adapter = MailgunAdapter("wrong-key", DOMAIN, base_url=fake.url)
+    with pytest.raises(AuthError, match="401"):
+        adapter.send_batch(message, make_recipients(2))
+    adapter.close()
+
+
+def test_a_revoked_key_mid_send_stops_it(
+    adapter: MailgunAdapter, fake: RunningFakeESP, message: Outgoing
+) -> None:
+    assert adapter.send_batch(message, make_recipients(1))[0].outcome is Outcome.ACCEPTED
+    fake.esp.set_faults(next=["401"])
+    with pytest.raises(AuthError, match="401"):
+        adapter.send_batch(message, make_recipients(2))
+
+
+@pytest.mark.parametrize("fault", ["drop", "drop_after"])
+def test_a_dropped_connection_leaves_every_recipient_unknown(
+    adapter: MailgunAdapter, fake: RunningFakeESP, message: Outgoing, record_path: Path, fault: str
+) -> None:
+    fake.esp.set_faults(next=[fault])
+    results = adapter.send_batch(message, make_recipients(3))
+    assert [r.outcome for r in results] == [Outcome.UNKNOWN] * 3
+    assert len(read_record(record_path)) == (3 if fault == "drop_after" else 0)
+    assert all(r.outcome is Outcome.ACCEPTED for r in adapter.send_batch(message, make_recipients(3, 3)))
+
+
+def test_an_answer_slower_than_the_timeout_leaves_every_recipient_unknown(
+    fake: RunningFakeESP, message: Outgoing, record_path: Path
+) -> None:
+    adapter = MailgunAdapter(TOKEN, DOMAIN, base_url=fake.url, timeout=0.3)
+    fake.esp.set_faults(next=["slow"], slow_seconds=1.5)
+    results = adapter.send_batch(message, make_recipients(2))
+    assert [r.outcome for r in results] == [Outcome.UNKNOWN] * 2
+    assert len(read_record(record_path)) == 2
+    adapter.close()
+
+
+def test_a_400_fails_every_recipient_with_the_message(message: Outgoing) -> None:
+    answer = {"message": "'from' parameter is not a valid address. please check documentation"}
+    adapter = scripted(lambda request: httpx.Response(400, json=answer))
+    results = adapter.send_batch(message, make_recipients(3))
+    assert [r.outcome for r in results] == [Outcome.FAILED] * 3
+    assert results[0].error == answer["message"]
+
+
+def test_a_bad_address_fails_the_whole_batch(
+    adapter: MailgunAdapter, fake: RunningFakeESP, message: Outgoing, record_path: Path
+) -> None:
+    """Mailgun refuses the whole request and names no recipient: every one fails."""
+    recipients = [make_recipient(0), make_recipient(1, email="not-an-address"), make_recipient(2)]
+    results = adapter.send_batch(message, recipients)
+    assert [r.outcome for r in results] == [Outcome.FAILED] * 3
+    assert "not a valid address" in (results[0].error or "")
+    assert read_record(record_path) == []
+
+
+@pytest.mark.parametrize("status", [404, 413])
+def test_a_status_no_retry_can_fix_stops_the_send(message: Outgoing, status: int) -> None:
+    adapter = scripted(lambda request: httpx.Response(status, text="nope"))
+    with pytest.raises(AuthError, match=str(status)):
+        adapter.send_batch(message, make_recipients(2))
+
+
+def test_no_connection_at_all_is_retryable(message: Outgoing) -> None:
+    with running(FakeESP(token=TOKEN)) as gone:
+        url = gone.url
+    adapter = MailgunAdapter(TOKEN, DOMAIN, base_url=url, timeout=1)
+    with pytest.raises(RetryableError, match="could not connect"):
+        adapter.send_batch(message, make_recipients(2))
+    adapter.close()
+
+
+def test_the_fake_refuses_what_mailgun_refuses(fake: RunningFakeESP) -> None:
+    url = f"{fake.url}/v3/{DOMAIN}/messages"
+
+    def post(fields: dict[str, str | list[str]], key: str = TOKEN) -> httpx.Response:
+        return httpx.post(url, data=fields, auth=("api", key), timeout=5)
+
+    good: dict[str, str | list[str]] = {
+        "from": "news@example.org",
+        "to": ["a@example.com", "B <b@example.com>"],
+        "subject": "Hi %recipient.n%",
+        "text": "Hello",
+        "recipient-variables": '{"a@example.com": {"n": 1}, "b@example.com": {"n": 2}}',
+    }
+    answer = post(good)  # urlencoded, as well as multipart
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["id"].endswith(f"@{DOMAIN}>") and answer.json()["message"] == "Queued. Thank you."
+    assert post(good, key="wrong").status_code == 401
+    assert httpx.post(url, data=good, auth=("someone", TOKEN), timeout=5).status_code == 401
+
+    def refused(fields: dict[str, str | list[str]]) -> str:
+        answer = post(fields)
+        assert answer.status_code == 400
+        message: str = answer.json()["message"]
+        return message
+
+    assert "from" in refused({k: v for k, v in good.items() if k != "from"})
+    assert "to parameter is missing" in refused({**good, "to": []})
+    assert "not a valid address" in refused({**good, "to": ["nobody"]})
+    assert "subject" in refused({**good, "subject": ""})
+    assert "'text' or 'html'" in refused({**good, "text": ""})
+    assert "not a valid JSON" in refused({**good, "recipient-variables": "{nope"})
+    assert "no entry for b@example.com" in refused({**good, "recipient-variables": '{"a@example.com": {}}'})
+    many = [f"r{i}@example.com" for i in range(1001)]
+    assert "Too many recipients" in refused({**good, "to": many, "recipient-variables": "{}"})
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+def test_the_key_comes_from_mailgun_api_key_and_the_domain_is_required() -> None:
+    esp = EspSettings(provider="mailgun", domain="MG.example.org ")
+    assert esp.domain == "mg.example.org"
+    assert token_env(esp) == "MAILGUN_API_KEY"
+    assert token_env(EspSettings(provider="mailgun", token_env="MY_KEY")) == "MY_KEY"
+    with pytest.raises(ConfigError, match=r"esp\.domain"):
+        adapter_factory(EspSettings(provider="mailgun"), {"MAILGUN_API_KEY": "k"})
+    with pytest.raises(ConfigError, match="MAILGUN_API_KEY"):
+        adapter_factory(esp, {"SENDGRID_API_KEY": "x"})
+    adapter = adapter_factory(esp, {"MAILGUN_API_KEY": "k"})()
+    assert isinstance(adapter, MailgunAdapter) and adapter.max_batch == 1000
+    assert adapter.path == "/v3/mg.example.org/messages"
+    assert str(adapter._client.base_url).rstrip("/") == MAILGUN_API
+    adapter.close()
+    eu = adapter_factory(
+        EspSettings(provider="mailgun", domain="mg.example.org", region="EU"), {"MAILGUN_API_KEY": "k"}
+    )()
+    assert isinstance(eu, MailgunAdapter) and str(eu._client.base_url).rstrip("/") == MAILGUN_EU_API
+    eu.close()
+    with pytest.raises(ValueError, match="us or eu"):
+        EspSettings(region="asia")
+
+
+# -- a whole send through the fake Mailgun -------------------------------------------------------
+
+ISSUE = "2026-11-20.yaml"
+SUBSCRIBERS = 3_000
+
+
+def test_a_send_through_mailgun_reaches_everyone_once(db_url: str, tmp_path: Path) -> None:
+    (tmp_path / "issues").mkdir()
+    shutil.copy(FIXTURE_ISSUES_DIR / ISSUE, tmp_path / "issues" / ISSUE)
+    addresses = [f"reader{i}@example.org" for i in range(SUBSCRIBERS)]
+    path = tmp_path / "list.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "name"])
+        writer.writerows([address, f"Reader <{i}>"] for i, address in enumerate(addresses))
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert import_csv(conn, path).added == SUBSCRIBERS
+    finally:
+        engine.dispose()
+
+    record = tmp_path / "record.jsonl"
+    with running(FakeESP(token="mg-key", record=record, record_bodies="text")) as fake:
+        env = {
+            **clean_environment(),
+            "NEWSLETTER_DATABASE_URL": db_url,
+            "NEWSLETTER_ESP_PROVIDER": "mailgun",
+            "NEWSLETTER_ESP_DOMAIN": DOMAIN,
+            "NEWSLETTER_ESP_BASE_URL": fake.url,
+            "NEWSLETTER_ESP_TIMEOUT": "10",
+            "MAILGUN_API_KEY": "mg-key",
+            "NEWSLETTER_SECRET_KEY": "mailgun-test-secret-key-0123456789",
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "newsletter", "send", f"issues/{ISSUE}", "--yes"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        stats = dict(fake.esp.stats)
+    assert done.returncode == 0, done.stderr + done.stdout
+    entries = read_record(record)
+    assert Counter(entry["recipient"] for entry in entries) == Counter(addresses)
+    assert stats["send_requests"] == 3 and stats["accepted"] == SUBSCRIBERS
+    assert len({entry["metadata"]["delivery_id"] for entry in entries}) == SUBSCRIBERS
+    one = next(entry for entry in entries if entry["recipient"] == "reader7@example.org")
+    assert "%recipient." not in one["subject"] and "%recipient." not in one["text"]
+    assert "%%" not in one["subject"] and "%%" not in one["text"]
+    assert one["headers"]["List-Unsubscribe"].startswith("<http")
+    assert "List-Unsubscribe-Post" in one["headers"] and "List-Id" in one["headers"]
+
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(Delivery.state, Delivery.provider_message_id)).all()
+    finally:
+        engine.dispose()
+    assert len(rows) == SUBSCRIBERS
+    assert {state for state, _ in rows} == {DeliveryState.ACCEPTED}
+    assert all(message_id for _, message_id in rows)
