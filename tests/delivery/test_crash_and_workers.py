@@ -273,19 +273,46 @@ def _claim_owner_pids(db_url: str) -> set[str]:
         engine.dispose()
 
 
+def _until_two_processes_claim(fake: RunningFakeESP, db_url: str, child: subprocess.Popen[str]) -> None:
+    """Hold the send back (each request takes a second) until a helper process claims a batch.
+
+    A helper is a fresh interpreter that imports the package first: on a clean checkout (no
+    bytecode yet) that takes seconds, and the parent alone would finish a small send before.
+    """
+    fake.esp.set_faults(delay=1.0)
+    deadline = time.monotonic() + 120
+    while len(_claim_owner_pids(db_url)) < 2:
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "no helper process claimed a batch"
+        time.sleep(0.05)
+
+
+def _send_process(workdir: Path, env: dict[str, str], *options: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        _newsletter("send", f"issues/{ISSUE}", "--yes", *options),
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+
+
 def test_a_send_in_three_processes_reaches_everyone_once(
     db_url: str, workdir: Path, fake: RunningFakeESP, tmp_path: Path
 ) -> None:
     _seed(db_url, tmp_path, 6_000)
-    fake.esp.set_faults(delay=0.05)  # about 1.5 s in all: the helpers are up before the end
     env = {**_environment(db_url, fake), "NEWSLETTER_ESP_BATCH_SIZE": "100"}
-    done = _send(workdir, env, "--yes", "--processes", "3", "--workers", "2")
-    assert done.returncode == 0, done.stderr + done.stdout
-    assert "6,000 accepted" in done.stdout or "6000 accepted" in done.stdout, done.stdout
+    child = _send_process(workdir, env, "--processes", "3", "--workers", "2")
+    _until_two_processes_claim(fake, db_url, child)
+    fake.esp.set_faults(delay=0.0)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err + out
+    assert "6,000 accepted" in out or "6000 accepted" in out, out
     recorded = _recorded(fake, tmp_path)
     assert len(recorded) == 6_000 and max(recorded.values()) == 1
     assert set(_ledger(db_url).values()) == {DeliveryState.ACCEPTED}
-    # Helpers start in a second or so; the parent sends meanwhile. At least one helper took part.
     assert len(_claim_owner_pids(db_url)) >= 2, "the helper processes claimed batches"
     assert fake.esp.templates == {}  # made once per process, deleted once by whoever finished
 
@@ -296,22 +323,9 @@ def test_ctrl_c_pauses_every_process_and_resume_finishes(
     """A terminal's Ctrl-C reaches the whole process group: helpers leave it to the parent, which
     stops them; each records its batch in flight."""
     _seed(db_url, tmp_path, 5_000)
-    fake.esp.set_faults(delay=0.05)
     env = {**_environment(db_url, fake), "NEWSLETTER_ESP_BATCH_SIZE": "100"}
-    child = subprocess.Popen(
-        _newsletter("send", f"issues/{ISSUE}", "--yes", "--processes", "2"),
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while len(_claim_owner_pids(db_url)) < 2 or fake.esp.stats["messages"] < 1_000:
-        assert child.poll() is None, child.communicate()
-        assert time.monotonic() < deadline, "the send did not get going in two processes"
-        time.sleep(0.02)
+    child = _send_process(workdir, env, "--processes", "2")
+    _until_two_processes_claim(fake, db_url, child)
     os.killpg(child.pid, signal.SIGINT)
     out, err = child.communicate(timeout=60)
     assert child.returncode == 1, out + err
