@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 from newsletter.config import Settings
-from newsletter.events.model import BadPayload, EventKind, ProviderEvent
+from newsletter.events.model import BadPayload, EventKind, ProviderEvent, Verdict, WebhookRequest
 
 __all__ = ["PROVIDER", "parse", "verify"]
 
@@ -50,8 +50,10 @@ _DETAIL_MAX = 500
 _ID_MAX = 2**63 - 1
 
 
-def verify(headers: Mapping[str, str], settings: Settings, environ: Mapping[str, str] | None = None) -> bool:
-    """True if the request carries the basic-auth credentials Postmark was given.
+def verify(
+    request: WebhookRequest, settings: Settings, environ: Mapping[str, str] | None = None
+) -> Verdict:
+    """Trusted if the request carries the basic-auth credentials Postmark was given.
 
     Without configured credentials nobody is accepted: an open endpoint would let anyone
     unsubscribe or suppress any address.
@@ -61,21 +63,21 @@ def verify(headers: Mapping[str, str], settings: Settings, environ: Mapping[str,
     missing = [name for name in names if not environ.get(name)]
     if missing:
         log.warning("postmark webhook refused: %s not set in the environment", " and ".join(missing))
-        return False
-    # Any mapping: Starlette's headers are case-insensitive, a plain dict is not.
-    authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
-    scheme, _, encoded = authorization.partition(" ")
+        return Verdict(False, f"{' and '.join(missing)} not set")
+    scheme, _, encoded = request.header("authorization").partition(" ")
     if scheme.lower() != "basic":
-        return False
+        return Verdict(False, "no basic credentials")
     try:
         user, colon, password = base64.b64decode(encoded.strip(), validate=True).partition(b":")
     except (binascii.Error, ValueError):
-        return False
+        return Verdict(False, "credentials are not base64")
     expected_user, expected_password = (environ[name].encode() for name in names)
     # Both compared, always: no early return that would time which half was wrong.
     user_ok = hmac.compare_digest(user, expected_user)
     password_ok = hmac.compare_digest(password, expected_password)
-    return bool(colon) and user_ok and password_ok
+    if bool(colon) and user_ok and password_ok:
+        return Verdict(True)
+    return Verdict(False, "wrong credentials")
 
 
 def parse(body: bytes) -> list[ProviderEvent]:

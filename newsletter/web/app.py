@@ -10,7 +10,7 @@ replay changes nothing, so retries are safe.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -22,9 +22,10 @@ from starlette.routing import Route
 
 from newsletter.config import Settings
 from newsletter.events import postmark
-from newsletter.events.model import BadPayload, ProviderEvent
+from newsletter.events.model import BadPayload, ProviderEvent, Verdict, WebhookRequest
 from newsletter.store.db import writing
 from newsletter.store.events import record_events
+from newsletter.store.models import utcnow
 
 __all__ = ["MAX_BODY", "create_app"]
 
@@ -35,10 +36,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Provider:
-    """How to trust and read one provider's webhooks."""
+    """How to trust and read one provider's webhooks.
 
-    verify: Callable[[Mapping[str, str], Settings], bool]
+    ``verify`` may block (a certificate fetch): it runs in a worker thread. ``control`` answers a
+    provider's own control messages (an SNS subscription confirmation) after verification, and
+    returns True when the request was one, so it carries no events.
+    """
+
+    verify: Callable[[WebhookRequest, Settings], Verdict]
     parse: Callable[[bytes], list[ProviderEvent]]
+    control: Callable[[WebhookRequest, Settings], bool] | None = None
 
 
 PROVIDERS = {postmark.PROVIDER: Provider(verify=postmark.verify, parse=postmark.parse)}
@@ -79,9 +86,14 @@ def create_app(settings: Settings, engine: Engine) -> Starlette:
             body = await _read_body(request, MAX_BODY)
         except _TooLarge:
             return JSONResponse({"error": "body too large"}, status_code=413)
-        if not provider.verify(request.headers, settings):
+        hook = WebhookRequest(headers=request.headers, body=body, received_at=utcnow())
+        verdict = await run_in_threadpool(provider.verify, hook, settings)
+        if not verdict.trusted:
+            log.info("%s webhook refused: %s", name, verdict.reason)
             challenge = {"WWW-Authenticate": 'Basic realm="webhooks"'}
             return JSONResponse({"error": "unauthorized"}, status_code=401, headers=challenge)
+        if provider.control is not None and await run_in_threadpool(provider.control, hook, settings):
+            return JSONResponse({"received": 0, "new": 0})
         try:
             events = provider.parse(body)
         except BadPayload as exc:

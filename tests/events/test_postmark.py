@@ -9,7 +9,7 @@ import pytest
 
 from newsletter.config import Settings
 from newsletter.events import postmark
-from newsletter.events.model import BadPayload
+from newsletter.events.model import BadPayload, WebhookRequest
 from newsletter.store.models import EventKind
 from tests.events.conftest import PASSWORD, USER, basic, sample
 
@@ -111,15 +111,22 @@ def test_malformed_bodies_are_bad_payloads(body: bytes) -> None:
         postmark.parse(body)
 
 
+def trusted(headers: dict[str, str], settings: Settings, environ: dict[str, str]) -> bool:
+    request = WebhookRequest(headers=headers, body=b"{}", received_at=dt.datetime.now(dt.UTC))
+    return postmark.verify(request, settings, environ).trusted
+
+
 def test_verify_accepts_only_the_configured_credentials(caplog: pytest.LogCaptureFixture) -> None:
     settings = Settings()
-    assert postmark.verify(basic(), settings, ENV)
-    assert not postmark.verify(basic(password=PASSWORD + "x"), settings, ENV)
-    assert not postmark.verify(basic(user="someone"), settings, ENV)
-    assert not postmark.verify({}, settings, ENV)
-    assert not postmark.verify({"authorization": "Bearer abc"}, settings, ENV)
-    assert not postmark.verify({"authorization": "Basic !!!not-base64"}, settings, ENV)
+    assert trusted(basic(), settings, ENV)
+    assert not trusted(basic(password=PASSWORD + "x"), settings, ENV)
+    assert not trusted(basic(user="someone"), settings, ENV)
+    assert not trusted({}, settings, ENV)
+    assert not trusted({"authorization": "Bearer abc"}, settings, ENV)
+    assert not trusted({"authorization": "Basic !!!not-base64"}, settings, ENV)
+    # Header names are matched whatever their case.
+    assert trusted({"AUTHORIZATION": basic()["Authorization"]}, settings, ENV)
     # No credentials configured: nobody gets in, and the log says why.
-    assert not postmark.verify(basic(), settings, {"POSTMARK_WEBHOOK_USER": USER})
+    assert not trusted(basic(), settings, {"POSTMARK_WEBHOOK_USER": USER})
     assert "POSTMARK_WEBHOOK_PASSWORD not set" in caplog.text
-    assert not postmark.verify(basic("", ""), settings, {})
+    assert not trusted(basic("", ""), settings, {})
