@@ -67,10 +67,8 @@ def test_models_and_newest_migration_agree(empty_db_url: str) -> None:
         engine.dispose()
 
 
-def test_deliveries_leave_room_for_outcomes_on_postgresql(empty_db_url: str) -> None:
-    """0004 gives PostgreSQL's ``deliveries`` the fill factor the model declares; downgrade resets it."""
-    from newsletter.store.models import DELIVERIES_FILLFACTOR
-
+def test_deliveries_fill_factor_went_to_30_and_back_on_postgresql(empty_db_url: str) -> None:
+    """0004 set 30 on PostgreSQL's ``deliveries``; 0006 resets it; their downgrades undo each."""
     engine = make_engine(empty_db_url)
     try:
         upgrade(engine)
@@ -79,7 +77,10 @@ def test_deliveries_leave_room_for_outcomes_on_postgresql(empty_db_url: str) -> 
             return
         query = text("SELECT reloptions FROM pg_class WHERE relname = 'deliveries'")
         with engine.connect() as conn:
-            assert conn.execute(query).scalar_one() == [f"fillfactor={DELIVERIES_FILLFACTOR}"]
+            assert conn.execute(query).scalar_one() is None
+        downgrade(engine, "0005")
+        with engine.connect() as conn:
+            assert conn.execute(query).scalar_one() == ["fillfactor=30"]
         downgrade(engine, "0003")
         with engine.connect() as conn:
             assert conn.execute(query).scalar_one() is None

@@ -25,7 +25,7 @@ down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-#: The value at this revision (``newsletter.store.models.DELIVERIES_FILLFACTOR`` may move on).
+#: The value at this revision (0006 resets it to the default).
 FILLFACTOR = 30
 
 
