@@ -137,6 +137,8 @@ class _Shared:
         self.head_parts = len(fields)
         self.to_prefix = self._prefix("to")
         self.end = b"--" + boundary + b"--\r\n"
+        self._html_names = {slot: f"{slot}_html" for slot in self.html_slots}
+        self._header_keys: dict[str, str] = {}
 
     def _prefix(self, name: str) -> bytes:
         disposition = b'\r\nContent-Disposition: form-data; name="' + name.encode() + b'"\r\n\r\n'
@@ -146,12 +148,20 @@ class _Shared:
         return self._prefix(name) + value.encode("utf-8") + b"\r\n"
 
     def variables(self, recipient: Recipient) -> dict[str, str]:
+        """The recipient's ``recipient-variables``: a million of these per send, so each name is
+        worked out once per send (``_html_names``, ``_header_keys``) rather than per recipient."""
         values = recipient.values
         out = {slot: values.get(slot, "") for slot in self.text_slots}
         if self.html_slots:
             escaped = html_values({slot: values.get(slot, "") for slot in self.html_slots})
-            out.update((f"{slot}_html", value) for slot, value in escaped.items())
-        out.update((_header_key(name), value) for name, value in recipient.headers.items())
+            html_names = self._html_names
+            out.update((html_names[slot], value) for slot, value in escaped.items())
+        keys = self._header_keys
+        for name, value in recipient.headers.items():
+            key = keys.get(name)
+            if key is None:
+                key = keys[name] = _header_key(name)
+            out[key] = value
         out["delivery_id"] = str(recipient.delivery_id)
         return out
 
