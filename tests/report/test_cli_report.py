@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from sqlalchemy import insert
 
 from newsletter.store.db import make_engine
 from newsletter.store.models import Send, SendState
+from tests.conftest import ROOT
 from tests.report.conftest import ISSUE, START, Invoke
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -187,3 +190,20 @@ def test_a_file_that_is_not_an_issue_is_bad_input(cli: Invoke, tmp_path: Path) -
     (tmp_path / "junk.yaml").write_bytes(b"\xff\xfe\x00binary")
     result = cli("report", "junk.yaml")
     assert result.exit_code == 2 and "not UTF-8" in result.output
+
+
+def test_a_folder_is_not_an_issue(cli: Invoke) -> None:
+    result = cli("report", "issues")
+    assert result.exit_code == 2 and result.output.startswith("error: issues")
+
+
+def test_the_cli_starts_without_matplotlib() -> None:
+    """The report package, and matplotlib with it, load only when ``report`` runs."""
+    code = (
+        "import sys, newsletter.cli\n"
+        "print(sorted(n for n in sys.modules if n.startswith(('matplotlib', 'newsletter.report'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == "[]"
