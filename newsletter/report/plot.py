@@ -90,6 +90,7 @@ def _panel(axes: Axes, report: SendReport) -> None:
         f"Send {send.id} ({audience}, via {send.provider}), {since} {start}",
         loc="left",
         fontsize=10,
+        parse_math=False,  # a segment is the editor's text: "$...$" in it is not a formula
     )
     drawn = [kind for kind in ORDER if any(series.counts.get(kind, ()))]
     last = max((max(i for i, n in enumerate(series.counts[k]) if n) for k in drawn), default=0)

@@ -30,10 +30,10 @@ def render(report: SendReport) -> Group:
     """The send's heading, its recipients by state, and a row per metric."""
     send = report.figures.send
     audience = f"segment {send.segment!r}" if send.segment else "everyone"
-    started = send.started_at.strftime("%Y-%m-%d %H:%M UTC") if send.started_at else "not started"
+    started = f"started {send.started_at:%Y-%m-%d %H:%M UTC}" if send.started_at else "not started"
     heading = Text(f"Send {send.id}  {send.issue_date}  {send.state}  {audience}  via {send.provider}")
     heading.stylize("bold")
-    heading.append(f"\n{send.subject}\nstarted {started}", style="not bold")
+    heading.append(f"\n{send.subject}\n{started}", style="not bold")
 
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     table.add_column("")

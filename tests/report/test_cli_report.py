@@ -207,3 +207,29 @@ def test_the_cli_starts_without_matplotlib() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_segment_that_looks_like_a_formula_or_markup_is_drawn_as_text(
+    cli: Invoke, db_url: str, tmp_path: Path
+) -> None:
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Send).values(
+                issue_file=f"issues/{ISSUE}",
+                issue_date=START.date(),
+                segment=r"tag:$\undefined{x}$ [b] tag:a--b -->x <&>",
+                subject="[red]x[/]",
+                content_hash="0" * 64,
+                provider="outbox",
+                state=SendState.FINISHED,
+                recipients=0,
+                created_at=START,
+            )
+        )
+    engine.dispose()
+    result = cli("report", f"issues/{ISSUE}", "--plot", "events.svg")
+    assert result.exit_code == 0, result.output
+    assert "[red]x[/]" in result.output and "undefined{x}$ [b]" in result.output
+    assert "undefined" in (tmp_path / "events.svg").read_text()
+    ET.parse(tmp_path / "events.svg")  # "--" and "<&" in the title leave the SVG well-formed
