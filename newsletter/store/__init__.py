@@ -4,4 +4,5 @@
 - ``models``: the tables; ``subscribers``: ``SubscriberRepository`` and ``audience()`` for sends.
 - ``importer`` (+ ``bulk``): streaming CSV import; ``segments``: tag expressions compiled to SQL.
 - ``addresses`` and ``privacy``: address normalisation and suppression hashes.
+- ``reports``: a send's deliveries, events and events per hour, counted for ``newsletter report``.
 """
