@@ -183,12 +183,20 @@ class EspSettings(_Section):
 class WebhooksSettings(_Section):
     """What ``newsletter serve`` accepts from providers' webhooks (bounces, complaints, ...).
 
-    The credentials are never here: the keys name the environment variables holding the HTTP
-    basic-auth user and password given to the provider. If either is unset, every request is refused.
+    The credentials are never here: the keys name the environment variables holding them (Postmark's
+    basic-auth user and password, SendGrid's verification key, Mailgun's signing key). If a
+    provider's are unset, every request claiming to come from it is refused.
     """
 
     postmark_user_env: str = "POSTMARK_WEBHOOK_USER"
     postmark_password_env: str = "POSTMARK_WEBHOOK_PASSWORD"
+    #: Holds SendGrid's Signed Event Webhook verification key (base64 DER, as SendGrid shows it).
+    sendgrid_public_key_env: str = "SENDGRID_WEBHOOK_PUBLIC_KEY"
+    #: Holds Mailgun's HTTP webhook signing key.
+    mailgun_signing_key_env: str = "MAILGUN_WEBHOOK_SIGNING_KEY"
+    #: Seconds a signed request's timestamp may be from our clock, either way (SendGrid, Mailgun).
+    #: At most 12 hours: a replayed Mailgun token is remembered for a day, twice this at least.
+    timestamp_tolerance: int = Field(default=300, ge=1, le=12 * 3600)
     #: Soft bounces of one address before it is suppressed (a full mailbox may empty again).
     soft_bounce_limit: int = Field(default=3, ge=1)
 

@@ -2,7 +2,10 @@
 
 A provider retries a webhook until it gets a 200, and may deliver one twice; the unique
 (provider, provider_event_id) makes the insert skip a replay (``ON CONFLICT DO NOTHING``), and only
-the events the insert actually wrote are applied. What applying means:
+the events the insert actually wrote are applied. A provider that signs a one-time nonce rather
+than the body (Mailgun) has it claimed in the same transaction (``store/nonces.py``): a request
+that repeats one raises :class:`~newsletter.store.nonces.Replayed` and leaves nothing behind.
+What applying means:
 
 - hard bounce: the subscriber becomes ``bounced`` and the address is suppressed;
 - complaint: ``complained`` and suppressed;
@@ -28,12 +31,16 @@ from sqlalchemy.orm import Session
 from newsletter.events.model import ProviderEvent
 from newsletter.store.addresses import InvalidAddress, normalize
 from newsletter.store.models import Event, EventKind, SubscriberStatus, SuppressionReason, utcnow
+from newsletter.store.nonces import Nonce, claim
 from newsletter.store.privacy import address_hash
 from newsletter.store.subscribers import NotFound, SubscriberRepository
 
 __all__ = ["DEFAULT_SOFT_BOUNCE_LIMIT", "record_events"]
 
 DEFAULT_SOFT_BOUNCE_LIMIT = 3
+#: Events per INSERT: one POST may carry thousands (SendGrid batches), and SQLite binds at most
+#: 32,766 parameters per statement (nine per event here).
+INSERT_BATCH = 1000
 
 #: What leaving looks like for each event kind that means it.
 _LEAVES = {
@@ -48,16 +55,20 @@ def record_events(
     events: Sequence[ProviderEvent],
     *,
     soft_bounce_limit: int = DEFAULT_SOFT_BOUNCE_LIMIT,
+    nonce: Nonce | None = None,
 ) -> int:
     """Store the events not seen before and apply them; return how many were new.
 
-    Runs in the caller's transaction on ``conn``: the events and their effects commit together,
-    so a failure leaves the provider's retry to do all of it again.
+    Runs in the caller's transaction on ``conn``: the events, their effects and the request's
+    ``nonce`` commit together, so a failure leaves the provider's retry to do all of it again.
+    Raises :class:`~newsletter.store.nonces.Replayed` (the caller rolls back) for a used nonce.
     """
+    now = utcnow()
+    if nonce is not None:
+        claim(conn, nonce, now=now)
     unique = list({(e.provider, e.event_id): e for e in events}.values())
     if not unique:
         return 0
-    now = utcnow()
     rows = [
         {
             "provider": e.provider,
@@ -73,13 +84,15 @@ def record_events(
         for e in unique
     ]
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        dialect_insert(Event)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
-        .returning(Event.provider, Event.provider_event_id)
-    )
-    written = {(provider, event_id) for provider, event_id in conn.execute(statement)}
+    written: set[tuple[str, str]] = set()
+    for start in range(0, len(rows), INSERT_BATCH):
+        statement = (
+            dialect_insert(Event)
+            .values(rows[start : start + INSERT_BATCH])
+            .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
+            .returning(Event.provider, Event.provider_event_id)
+        )
+        written.update((provider, event_id) for provider, event_id in conn.execute(statement))
     new = [e for e in unique if (e.provider, e.event_id) in written]
     _apply(conn, new, soft_bounce_limit)
     return len(new)

@@ -376,3 +376,17 @@ class Event(Base):
         # Soft bounces are counted per address.
         Index("ix_events_address_hash_kind", "address_hash", "kind"),
     )
+
+
+class WebhookNonce(Base):
+    """A one-time value a provider signed (Mailgun's token), seen once: a second request with it is
+    a replay. Kept a day (``newsletter.store.nonces``), longer than a signed timestamp stays fresh."""
+
+    __tablename__ = "webhook_nonces"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    # Pruning deletes by age.
+    __table_args__ = (Index("ix_webhook_nonces_seen_at", "seen_at"),)

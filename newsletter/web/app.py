@@ -4,7 +4,9 @@ Each request is checked in the order that spends the least on a stranger: a know
 a body of at most 1 MiB (413), the provider's credentials (401: nothing is parsed or stored), a
 payload of the provider's shape (400), and then its events are stored and applied in one
 transaction: ``200 {"received": n, "new": m}``. Anything but a 2xx makes the provider retry, and a
-replay changes nothing, so retries are safe.
+replay changes nothing, so retries are safe. A provider's one-time nonce (Mailgun's token) is
+claimed in that same transaction: a request repeating one is a replay, refused (401) with nothing
+stored.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from newsletter.config import Settings
-from newsletter.events import postmark
+from newsletter.events import mailgun, postmark, sendgrid
 from newsletter.events.model import BadPayload, ProviderEvent, Verdict, WebhookRequest
 from newsletter.store.db import writing
 from newsletter.store.events import record_events
 from newsletter.store.models import utcnow
+from newsletter.store.nonces import Nonce, Replayed
 
 __all__ = ["MAX_BODY", "create_app"]
 
-#: The largest webhook body accepted: Postmark's records are a few KB.
+#: The largest webhook body accepted: Postmark's and Mailgun's records are a few KB, and SendGrid
+#: posts its batches at 768 KB at most.
 MAX_BODY = 1024 * 1024
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,11 @@ class Provider:
     control: Callable[[WebhookRequest, Settings], bool] | None = None
 
 
-PROVIDERS = {postmark.PROVIDER: Provider(verify=postmark.verify, parse=postmark.parse)}
+PROVIDERS = {
+    postmark.PROVIDER: Provider(verify=postmark.verify, parse=postmark.parse),
+    sendgrid.PROVIDER: Provider(verify=sendgrid.verify, parse=sendgrid.parse),
+    mailgun.PROVIDER: Provider(verify=mailgun.verify, parse=mailgun.parse),
+}
 
 
 class _TooLarge(Exception):
@@ -73,9 +81,16 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def create_app(settings: Settings, engine: Engine) -> Starlette:
     """The app for ``newsletter serve`` (and tests): ``engine`` must be migrated."""
 
-    def store(events: list[ProviderEvent]) -> int:
+    def store(events: list[ProviderEvent], nonce: Nonce | None) -> int:
         with writing(engine).begin() as conn:
-            return record_events(conn, events, soft_bounce_limit=settings.webhooks.soft_bounce_limit)
+            return record_events(
+                conn, events, soft_bounce_limit=settings.webhooks.soft_bounce_limit, nonce=nonce
+            )
+
+    def unauthorized(name: str, reason: str) -> JSONResponse:
+        log.info("%s webhook refused: %s", name, reason)
+        challenge = {"WWW-Authenticate": 'Basic realm="webhooks"'}
+        return JSONResponse({"error": "unauthorized"}, status_code=401, headers=challenge)
 
     async def webhook(request: Request) -> JSONResponse:
         name = request.path_params["provider"]
@@ -89,9 +104,7 @@ def create_app(settings: Settings, engine: Engine) -> Starlette:
         hook = WebhookRequest(headers=request.headers, body=body, received_at=utcnow())
         verdict = await run_in_threadpool(provider.verify, hook, settings)
         if not verdict.trusted:
-            log.info("%s webhook refused: %s", name, verdict.reason)
-            challenge = {"WWW-Authenticate": 'Basic realm="webhooks"'}
-            return JSONResponse({"error": "unauthorized"}, status_code=401, headers=challenge)
+            return unauthorized(name, verdict.reason)
         if provider.control is not None and await run_in_threadpool(provider.control, hook, settings):
             return JSONResponse({"received": 0, "new": 0})
         try:
@@ -99,7 +112,11 @@ def create_app(settings: Settings, engine: Engine) -> Starlette:
         except BadPayload as exc:
             log.info("%s webhook refused: %s", name, exc)
             return JSONResponse({"error": str(exc)}, status_code=400)
-        new = await run_in_threadpool(store, events)
+        nonce = None if verdict.nonce is None else Nonce(name, verdict.nonce)
+        try:
+            new = await run_in_threadpool(store, events, nonce)
+        except Replayed as exc:
+            return unauthorized(name, str(exc))
         return JSONResponse({"received": len(events), "new": new})
 
     return Starlette(routes=[Route("/webhooks/{provider}", webhook, methods=["POST"])])

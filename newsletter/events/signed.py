@@ -1,0 +1,27 @@
+"""What signed webhooks (SendGrid's, Mailgun's) share: the signed time must be close to ours.
+
+A signature proves who wrote a request, not when it was sent: without a bound on its timestamp,
+anyone who once saw a request could post it again years later. ``[webhooks] timestamp_tolerance``
+bounds it both ways (a clock ahead of ours is as suspect as one behind).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+__all__ = ["stale"]
+
+#: Seconds since 1970 fit in 11 digits until the year 5138; more is no timestamp.
+_DIGITS_MAX = 11
+
+
+def stale(timestamp: str, received_at: dt.datetime, tolerance: int) -> str | None:
+    """Why ``timestamp`` (decimal seconds since 1970, as signed) is not acceptable now, or None."""
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= _DIGITS_MAX):
+        return "timestamp is not a number of seconds"
+    skew = int(timestamp) - received_at.timestamp()
+    if skew > tolerance:
+        return f"timestamp {int(skew)}s in the future"
+    if -skew > tolerance:
+        return f"timestamp {int(-skew)}s old"
+    return None
