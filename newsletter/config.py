@@ -195,8 +195,9 @@ class WebhooksSettings(_Section):
     #: Holds Mailgun's HTTP webhook signing key.
     mailgun_signing_key_env: str = "MAILGUN_WEBHOOK_SIGNING_KEY"
     #: Seconds a signed request's timestamp may be from our clock, either way (SendGrid, Mailgun).
-    #: At most 12 hours: a replayed Mailgun token is remembered for a day, twice this at least.
-    timestamp_tolerance: int = Field(default=300, ge=1, le=12 * 3600)
+    #: Nine hours by default: Mailgun's retries (over 8 hours) resend the first signature. At most
+    #: 12 hours: a replayed Mailgun token is remembered for a day, twice this at least.
+    timestamp_tolerance: int = Field(default=9 * 3600, ge=1, le=12 * 3600)
     #: Soft bounces of one address before it is suppressed (a full mailbox may empty again).
     soft_bounce_limit: int = Field(default=3, ge=1)
 

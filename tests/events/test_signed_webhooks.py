@@ -130,8 +130,8 @@ def test_unsigned_or_badly_signed_sendgrid_posts_store_nothing(engine: Engine, c
         {"X-Twilio-Email-Event-Webhook-Signature": good["X-Twilio-Email-Event-Webhook-Signature"]},
         {"X-Twilio-Email-Event-Webhook-Timestamp": good["X-Twilio-Email-Event-Webhook-Timestamp"]},
         sendgrid_headers(raw, key=ec.generate_private_key(ec.SECP256R1())),
-        sendgrid_headers(raw, timestamp=now - 3600),
-        sendgrid_headers(raw, timestamp=now + 3600),
+        sendgrid_headers(raw, timestamp=now - 86400),
+        sendgrid_headers(raw, timestamp=now + 86400),
         {**good, "X-Twilio-Email-Event-Webhook-Signature": "not base64"},
     ]
     for headers in attempts:
@@ -228,8 +228,8 @@ def test_bad_mailgun_signatures_store_nothing(engine: Engine, client: TestClient
     attempts: list[dict[str, Any] | bytes] = [
         record,
         mailgun_signed(record, key="not our key"),
-        mailgun_signed(record, timestamp=now - 3600),
-        mailgun_signed(record, timestamp=now + 3600),
+        mailgun_signed(record, timestamp=now - 86400),
+        mailgun_signed(record, timestamp=now + 86400),
         {**good, "signature": {**good["signature"], "signature": "0" * 64}},
         {"event-data": record["event-data"]},
         b"not json: no signature to check",
