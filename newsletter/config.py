@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from newsletter.urls import HttpUrl, http_url
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_CONFIG_NAME = "newsletter.toml"
+_SNS_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}")
 
 
 class _Section(BaseModel):
@@ -191,6 +193,29 @@ class WebhooksSettings(_Section):
     postmark_password_env: str = "POSTMARK_WEBHOOK_PASSWORD"
     #: Soft bounces of one address before it is suppressed (a full mailbox may empty again).
     soft_bounce_limit: int = Field(default=3, ge=1)
+    #: Seconds a signed webhook's timestamp may be off our clock. SNS messages (``ses``) get SNS's
+    #: longest retry window on top: a retry keeps the message's first timestamp (``events/ses.py``).
+    timestamp_tolerance: int = Field(default=300, ge=1)
+    #: Amazon SES through SNS: the ARNs of the SNS topics whose messages are accepted. A valid SNS
+    #: signature proves SNS sent a message, not that the topic is ours; empty refuses every message.
+    #: In the environment, a comma-separated list.
+    ses_topic_arns: tuple[str, ...] = ()
+
+    @field_validator("ses_topic_arns", mode="before")
+    @classmethod
+    def _topic_list(cls, value: object) -> object:
+        """``NEWSLETTER_WEBHOOKS_SES_TOPIC_ARNS`` arrives as one string: split it on commas."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("ses_topic_arns")
+    @classmethod
+    def _topic_arns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for arn in value:
+            if not _SNS_TOPIC_ARN.fullmatch(arn):
+                raise ValueError(f"{arn[:200]!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+        return value
 
 
 class Settings(_Section):
