@@ -103,7 +103,7 @@ def parse_envelope(body: bytes) -> Envelope:
     if not isinstance(record, dict):
         raise BadPayload("expected a JSON object")
     kind = record.get("Type")
-    if kind not in SIGNED_FIELDS:
+    if not isinstance(kind, str) or kind not in SIGNED_FIELDS:
         raise BadPayload("Type is not an SNS message type")
     fields = ("SignatureVersion", "Signature", "SigningCertURL", *SIGNED_FIELDS[kind])
     values: dict[str, str] = {}

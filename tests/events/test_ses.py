@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from newsletter.config import Settings, WebhooksSettings
 from newsletter.events import ses, sns
@@ -323,3 +327,34 @@ def test_topic_arns_from_the_file_and_the_environment() -> None:
     assert load_settings(environ={}).webhooks.ses_topic_arns == ()
     with pytest.raises(ConfigError, match="ses_topic_arns"):
         load_settings(environ={"NEWSLETTER_WEBHOOKS_SES_TOPIC_ARNS": "newsletter-events"})
+
+
+_SCALARS = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3),
+    max_leaves=8,
+)
+_SAMPLES = [
+    "bounce_permanent", "complaint", "delivery", "open", "click", "subscription", "delivery_delay", "send",
+]
+
+
+@hsettings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(_SAMPLES), st.data())
+def test_any_json_anywhere_in_a_record_is_events_or_a_bad_payload(name: str, data: st.DataObject) -> None:
+    """Whatever a record holds where SES puts something else, the answer is events or a 400."""
+    record = ses_record(name)
+    target: dict[str, Any] = record
+    while True:
+        key = data.draw(st.sampled_from(sorted(target)))
+        inner = target[key]
+        if isinstance(inner, list) and inner and isinstance(inner[0], dict):
+            inner = inner[0]
+        if isinstance(inner, dict) and inner and data.draw(st.booleans()):
+            target = inner
+            continue
+        target[key] = data.draw(_JSON)
+        break
+    with contextlib.suppress(BadPayload):
+        parsed(record)

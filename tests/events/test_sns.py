@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from newsletter.events import sns
 from newsletter.events.model import BadPayload
@@ -223,6 +227,8 @@ def test_a_failed_fetch_is_refused_and_not_cached(signer: Signer) -> None:
         b'"Notification"',
         b"{}",
         b'{"Type": "Publish"}',
+        b'{"Type": ["Notification"]}',
+        b'{"Type": {"a": 1}}',
         b'{"a":' * 3000 + b"1" + b"}" * 3000,
         json.dumps({**notification("x"), "Message": {"eventType": "Bounce"}}).encode(),
         json.dumps({**notification("x"), "Message": None}).encode(),
@@ -242,3 +248,22 @@ def test_a_failed_fetch_is_refused_and_not_cached(signer: Signer) -> None:
 def test_what_is_not_an_envelope_is_a_bad_payload(body: bytes) -> None:
     with pytest.raises(BadPayload):
         sns.parse_envelope(body)
+
+
+_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=8,
+)
+_UNSIGNED = ("Subject", "Signature", "SignatureVersion", "SigningCertURL")
+_FIELDS = st.sampled_from([*sns.SIGNED_FIELDS["SubscriptionConfirmation"], *_UNSIGNED])
+
+
+@hsettings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([notification("x"), confirmation()]), st.dictionaries(_FIELDS, _JSON, max_size=4))
+def test_any_json_in_any_field_is_an_envelope_or_a_bad_payload(
+    record: dict[str, Any], changes: dict[str, Any]
+) -> None:
+    with contextlib.suppress(BadPayload):
+        sns.parse_envelope(json.dumps({**record, **changes}).encode())
