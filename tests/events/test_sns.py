@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import http.server
 import json
-from typing import Any
+import threading
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -267,3 +270,65 @@ def test_any_json_in_any_field_is_an_envelope_or_a_bad_payload(
 ) -> None:
     with contextlib.suppress(BadPayload):
         sns.parse_envelope(json.dumps({**record, **changes}).encode())
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Loopback stand-in for SNS's web server: ``/cert.pem``, ``/huge.pem``, ``/moved``, ``/gone``."""
+
+    pem = b""
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        if self.path == "/moved":
+            self.send_response(302)
+            self.send_header("Location", "/cert.pem")
+            self.end_headers()
+            return
+        body = {
+            "/cert.pem": self.pem,
+            "/huge.pem": b"x" * (sns.CERTIFICATE_MAX_BYTES + 1),
+            "/?Action=ConfirmSubscription": b"<ConfirmSubscriptionResponse/>",
+        }.get(self.path)
+        self.send_response(404 if body is None else 200)
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def loopback(signer: Signer) -> Iterator[str]:
+    _Handler.pem = signer.pem
+    _Handler.seen.clear()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_fetch_certificate_over_http(loopback: str, signer: Signer) -> None:
+    assert sns.fetch_certificate(f"{loopback}/cert.pem") == signer.pem
+    with pytest.raises(OSError, match="more than"):
+        sns.fetch_certificate(f"{loopback}/huge.pem")
+    with pytest.raises(OSError, match="HTTP 404"):
+        sns.fetch_certificate(f"{loopback}/gone")
+    with pytest.raises(OSError, match="HTTP 302"):  # a redirect is not followed anywhere
+        sns.fetch_certificate(f"{loopback}/moved")
+    assert _Handler.seen == ["/cert.pem", "/huge.pem", "/gone", "/moved"]
+    with pytest.raises(OSError):
+        sns.fetch_certificate("http://127.0.0.1:9/cert.pem")  # nobody listening
+
+
+def test_confirm_subscription_over_http(loopback: str) -> None:
+    sns.confirm_subscription(f"{loopback}/?Action=ConfirmSubscription")
+    assert _Handler.seen == ["/?Action=ConfirmSubscription"]
+    with pytest.raises(OSError):
+        sns.confirm_subscription(f"{loopback}/gone")
+    with pytest.raises(OSError):
+        sns.confirm_subscription("http://127.0.0.1:9/")
