@@ -187,6 +187,7 @@ class WebhooksSettings(_Section):
 
     The credentials are never here: the keys name the environment variables holding the HTTP
     basic-auth user and password given to the provider. If either is unset, every request is refused.
+    SES needs no secret (SNS signs its messages) but a list of the topics that are ours.
     """
 
     postmark_user_env: str = "POSTMARK_WEBHOOK_USER"
