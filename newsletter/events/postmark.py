@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import hashlib
 import hmac
 import logging
 import os
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from newsletter.config import Settings
+from newsletter.events.fields import DETAIL_MAX, bare_link, event_time, ledger_id, short_text
 from newsletter.events.model import BadPayload, EventKind, ProviderEvent, Verdict, WebhookRequest
 
 __all__ = ["PROVIDER", "parse", "verify"]
@@ -46,8 +45,6 @@ _TIME_FIELDS = {
     "Open": "ReceivedAt",
     "Click": "ReceivedAt",
 }
-_DETAIL_MAX = 500
-_ID_MAX = 2**63 - 1
 
 
 def verify(
@@ -96,7 +93,7 @@ def parse(body: bytes) -> list[ProviderEvent]:
         raise BadPayload("no RecordType")
     kind, detail = _meaning(record_type, record)
     address_field = "Email" if record_type in ("Bounce", "SpamComplaint") else "Recipient"
-    email = _text(record.get(address_field))
+    email = short_text(record.get(address_field))
     metadata = record.get("Metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise BadPayload("Metadata is not an object")
@@ -106,9 +103,9 @@ def parse(body: bytes) -> list[ProviderEvent]:
             provider=PROVIDER,
             event_id=_event_id(record_type, record),
             kind=kind,
-            occurred_at=_time(record.get(_TIME_FIELDS.get(record_type, ""))),
-            delivery_id=_int_id(metadata.get("delivery_id")),
-            send_id=_int_id(metadata.get("send_id")),
+            occurred_at=event_time(record.get(_TIME_FIELDS.get(record_type, ""))),
+            delivery_id=ledger_id(metadata.get("delivery_id")),
+            send_id=ledger_id(metadata.get("send_id")),
             email=email,
             detail=detail,
         )
@@ -119,11 +116,11 @@ def _meaning(record_type: str, record: dict[str, Any]) -> tuple[EventKind, dict[
     """The event's kind, and the little we keep of it (never the address, nor Postmark's
     ``Details``, which quotes the receiving server and often the address with it)."""
     if record_type in ("Bounce", "SpamComplaint"):
-        bounce_type = _text(record.get("Type")) or ""
+        bounce_type = short_text(record.get("Type")) or ""
         detail = {
             "type": bounce_type,
             "type_code": record.get("TypeCode") if isinstance(record.get("TypeCode"), int) else None,
-            "description": _text(record.get("Description")),
+            "description": short_text(record.get("Description")),
         }
         if record_type == "SpamComplaint" or bounce_type == "SpamComplaint":
             return EventKind.COMPLAINED, detail
@@ -140,8 +137,8 @@ def _meaning(record_type: str, record: dict[str, Any]) -> tuple[EventKind, dict[
             raise BadPayload("SubscriptionChange without a boolean SuppressSending")
         detail = {
             "suppress_sending": suppress,
-            "reason": _text(record.get("SuppressionReason")),
-            "origin": _text(record.get("Origin")),
+            "reason": short_text(record.get("SuppressionReason")),
+            "origin": short_text(record.get("Origin")),
         }
         # SuppressSending false is a reactivation in Postmark: only the person's own new consent
         # brings them back here, so it is recorded and changes nothing.
@@ -151,8 +148,8 @@ def _meaning(record_type: str, record: dict[str, Any]) -> tuple[EventKind, dict[
     if record_type == "Open":
         return EventKind.OPENED, {"first_open": record.get("FirstOpen") is True}
     if record_type == "Click":
-        return EventKind.CLICKED, {"url": _link(record.get("OriginalLink"))}
-    return EventKind.OTHER, {"record_type": record_type[:_DETAIL_MAX]}
+        return EventKind.CLICKED, {"url": bare_link(record.get("OriginalLink"))}
+    return EventKind.OTHER, {"record_type": record_type[:DETAIL_MAX]}
 
 
 def _event_id(record_type: str, record: dict[str, Any]) -> str:
@@ -163,41 +160,3 @@ def _event_id(record_type: str, record: dict[str, Any]) -> str:
         return f"{record_type}:{record_id}"[:128]
     digest = hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return f"{record_type[:40]}:sha256:{digest}"
-
-
-def _time(value: object) -> dt.datetime:
-    """An event's time, in UTC; now if Postmark left it out."""
-    if value is None:
-        return dt.datetime.now(dt.UTC)
-    if not isinstance(value, str):
-        raise BadPayload(f"bad time {value!r}")
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise BadPayload(f"bad time {value[:40]!r}") from None
-    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
-
-
-def _int_id(value: object) -> int | None:
-    """A Metadata id: we send them as decimal strings. Anything else (a message we did not send
-    through the ledger) is no id."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        value = int(value)
-    return value if isinstance(value, int) and 0 < value <= _ID_MAX else None
-
-
-def _text(value: object) -> str | None:
-    return value[:_DETAIL_MAX] if isinstance(value, str) else None
-
-
-def _link(value: object) -> str | None:
-    """A clicked URL without its query and fragment, which may carry a token or the address."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return None
-    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))[:_DETAIL_MAX]
