@@ -9,9 +9,9 @@ envelope's ``Message`` to :class:`~newsletter.events.model.ProviderEvent` values
 Two record formats arrive: event publishing (``eventType``: Bounce, Complaint, Delivery, Send,
 Reject, Open, Click, DeliveryDelay, Subscription, Rendering Failure), and the older identity
 notifications (``notificationType``: Bounce, Complaint, Delivery) with the same objects. Every
-message we send carries the message tags ``delivery_id`` and ``send_id`` (``delivery/esp/ses.py``),
-which event publishing hands back in ``mail.tags``; identity notifications carry no tags, so their
-events are tied to no delivery (the address still suppresses).
+message we send carries the message tags ``delivery_id`` and ``send_id`` (the SES adapter sets
+them), which event publishing hands back in ``mail.tags``; identity notifications carry no tags, so
+their events are tied to no delivery (the address still suppresses).
 
 One SNS message may report several recipients (a bounce of a message to three addresses): each is
 its own event, ``<SNS MessageId>:<index>``. SNS retries with the same MessageId, so a retry is

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from newsletter.config import Settings, WebhooksSettings
 from newsletter.events import ses, sns
-from newsletter.events.model import BadPayload, Verdict, WebhookRequest
+from newsletter.events.model import BadPayload, ProviderEvent, Verdict, WebhookRequest
 from newsletter.store.models import EventKind
 from tests.events.sns_signing import (
     CERT_URL,
@@ -32,7 +32,7 @@ SETTINGS = Settings(webhooks=WebhooksSettings(ses_topic_arns=(TOPIC,)))
 NOW = dt.datetime.now(dt.UTC)
 
 
-def parsed(record: dict[str, Any] | str, **envelope: Any) -> list[ses.ProviderEvent]:
+def parsed(record: dict[str, Any] | str, **envelope: Any) -> list[ProviderEvent]:
     return ses.parse(json.dumps(notification(record, **envelope)).encode())
 
 

@@ -6,6 +6,8 @@ import contextlib
 import datetime as dt
 import http.server
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -16,7 +18,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from newsletter.events import sns
-from newsletter.events.model import BadPayload
+from newsletter.events.model import BadPayload, Verdict
 from tests.events.sns_signing import (
     CERT_URL,
     SUBSCRIBE_URL,
@@ -34,7 +36,7 @@ def envelope_of(record: dict[str, Any]) -> sns.Envelope:
     return sns.parse_envelope(json.dumps(record).encode())
 
 
-def verified(record: dict[str, Any], pem: bytes, now: dt.datetime = NOW) -> sns.Verdict:
+def verified(record: dict[str, Any], pem: bytes, now: dt.datetime = NOW) -> Verdict:
     certificates = sns.Certificates(FakeFetcher({record["SigningCertURL"]: pem}))
     return sns.verify_signature(envelope_of(record), now, certificates)
 
@@ -332,3 +334,10 @@ def test_confirm_subscription_over_http(loopback: str) -> None:
         sns.confirm_subscription(f"{loopback}/gone")
     with pytest.raises(OSError):
         sns.confirm_subscription("http://127.0.0.1:9/")
+
+
+def test_receiving_imports_neither_cryptography_nor_httpx_until_a_message_comes() -> None:
+    """``newsletter serve`` and the CLI start without them: they load on the first signature."""
+    code = "import sys, newsletter.web.app; print(sorted({'cryptography', 'httpx'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
