@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from newsletter.events.model import BadPayload
 
-__all__ = ["DETAIL_MAX", "EVENT_ID_MAX", "epoch_time", "event_id", "int_id", "link", "text"]
+__all__ = ["DETAIL_MAX", "EVENT_ID_MAX", "epoch_time", "event_id", "int_id", "iso_time", "link", "text"]
 
 #: The longest text kept in an event's detail.
 DETAIL_MAX = 500
@@ -63,6 +63,19 @@ def epoch_time(value: object) -> dt.datetime:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= _EPOCH_MAX:
         raise BadPayload(f"bad timestamp {str(value)[:40]!r}")
     return dt.datetime.fromtimestamp(value, dt.UTC)
+
+
+def iso_time(value: object, default: dt.datetime | None = None) -> dt.datetime:
+    """An ISO 8601 time in UTC (naive means UTC); ``default`` (else now) when absent."""
+    if value is None:
+        return default or dt.datetime.now(dt.UTC)
+    if not isinstance(value, str):
+        raise BadPayload(f"bad time {str(value)[:40]!r}")
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise BadPayload(f"bad time {value[:40]!r}") from None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
 
 
 def event_id(value: object, *, suffix: str = "") -> str:

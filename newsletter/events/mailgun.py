@@ -3,9 +3,14 @@
 Mailgun signs inside the body: ``{"signature": {"timestamp", "token", "signature"}, "event-data":
 {...}}``, where ``signature`` is the hex HMAC-SHA256 of ``timestamp + token`` keyed with the
 webhook signing key (from the environment). The signature covers only those two values, so
-:func:`verify` also bounds the timestamp (``[webhooks] timestamp_tolerance``) and hands the token
+:func:`verify` also bounds the timestamp and hands the token
 back as the request's nonce: the store records it with the events, and a second request carrying it
-(a replay, whatever its event-data says) is refused with 401 and changes nothing.
+(a replay, whatever its event-data says) is refused with 401 and changes nothing. The bound: Mailgun
+retries a webhook that got no 200 for about 8 hours (10 and 10 and 15 and 30 minutes, then 1, 2 and
+4 hours) with its first signature, so a timestamp may be that much older (:data:`RETRY_WINDOW`),
+plus ``[webhooks] timestamp_tolerance`` for clocks that differ; a shorter bound would lose the
+events of any outage of ours longer than the tolerance. Tokens are remembered for a day, longer
+than both together (``store/nonces.py``).
 
 One POST carries one event. ``event-data`` has ``event``, ``id``, ``timestamp`` (seconds, with
 microseconds), ``recipient``, and ``user-variables`` with the ``v:send_id`` and ``v:delivery_id``
@@ -62,6 +67,8 @@ _KINDS = {
 }
 #: Mailgun's tokens are 50 characters; ``webhook_nonces.nonce`` holds 128.
 TOKEN_MAX = 128
+#: Seconds over which Mailgun resends a webhook with its first signature (8 h 5 min), and a margin.
+RETRY_WINDOW = int(8.5 * 3600)
 
 
 def verify(
@@ -89,7 +96,7 @@ def verify(
         return Verdict(False, "incomplete signature block")
     if not token or len(token) > TOKEN_MAX:
         return Verdict(False, "bad token")
-    if reason := stale(timestamp, request.received_at, settings.webhooks.timestamp_tolerance):
+    if reason := stale(timestamp, request.received_at, settings.webhooks.timestamp_tolerance, RETRY_WINDOW):
         return Verdict(False, reason)
     message = (timestamp + token).encode("utf-8", "surrogatepass")
     expected = hmac.new(key.encode(), message, hashlib.sha256).hexdigest()

@@ -166,13 +166,4 @@ def _event_id(record_type: str, record: dict[str, Any]) -> str:
 
 def _time(value: object) -> dt.datetime:
     """An event's time, in UTC; now if Postmark left it out."""
-    if value is None:
-        return dt.datetime.now(dt.UTC)
-    if not isinstance(value, str):
-        raise BadPayload(f"bad time {value!r}")
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise BadPayload(f"bad time {value[:40]!r}") from None
-    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
-
+    return fields.iso_time(value)

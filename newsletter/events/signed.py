@@ -15,13 +15,17 @@ __all__ = ["stale"]
 _DIGITS_MAX = 11
 
 
-def stale(timestamp: str, received_at: dt.datetime, tolerance: int) -> str | None:
-    """Why ``timestamp`` (decimal seconds since 1970, as signed) is not acceptable now, or None."""
+def stale(timestamp: str, received_at: dt.datetime, tolerance: int, retries: int = 0) -> str | None:
+    """Why ``timestamp`` (decimal seconds since 1970, as signed) is not acceptable now, or None.
+
+    ``tolerance`` is for clocks that differ; ``retries`` is how long the provider goes on resending
+    a request with its first signature (Mailgun's 8 hours), which may be that much older.
+    """
     if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= _DIGITS_MAX):
         return "timestamp is not a number of seconds"
     skew = int(timestamp) - received_at.timestamp()
     if skew > tolerance:
         return f"timestamp {int(skew)}s in the future"
-    if -skew > tolerance:
+    if -skew > tolerance + retries:
         return f"timestamp {int(-skew)}s old"
     return None

@@ -2,11 +2,12 @@
 
 Each request is checked in the order that spends the least on a stranger: a known provider (404),
 a body of at most 1 MiB (413), the provider's credentials (401: nothing is parsed or stored), a
-payload of the provider's shape (400), and then its events are stored and applied in one
-transaction: ``200 {"received": n, "new": m}``. Anything but a 2xx makes the provider retry, and a
-replay changes nothing, so retries are safe. A provider's one-time nonce (Mailgun's token) is
-claimed in that same transaction: a request repeating one is a replay, refused (401) with nothing
-stored.
+payload of the provider's shape (400; for a provider whose signature travels in the body, SNS's,
+a body that is not even its envelope is a 400 before any signature is checked), a provider's own
+control message (200, no events), and then its events are stored and applied in one transaction:
+``200 {"received": n, "new": m}``. Anything but a 2xx makes the provider retry, and a replay
+changes nothing, so retries are safe. A provider's one-time nonce (Mailgun's token) is claimed in
+that same transaction: a request repeating one is a replay, refused (401) with nothing stored.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from newsletter.config import Settings
-from newsletter.events import mailgun, postmark, sendgrid
+from newsletter.events import mailgun, postmark, sendgrid, ses
 from newsletter.events.model import BadPayload, ProviderEvent, Verdict, WebhookRequest
 from newsletter.store.db import writing
 from newsletter.store.events import record_events
@@ -32,8 +33,8 @@ from newsletter.store.nonces import Nonce, Replayed
 
 __all__ = ["MAX_BODY", "create_app"]
 
-#: The largest webhook body accepted: Postmark's and Mailgun's records are a few KB, and SendGrid
-#: posts its batches at 768 KB at most.
+#: The largest webhook body accepted: Postmark's and Mailgun's records are a few KB, an SNS message
+#: at most 256 KB, and SendGrid posts its batches at 768 KB at most.
 MAX_BODY = 1024 * 1024
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,10 @@ log = logging.getLogger(__name__)
 class Provider:
     """How to trust and read one provider's webhooks.
 
-    ``verify`` may block (a certificate fetch): it runs in a worker thread. ``control`` answers a
-    provider's own control messages (an SNS subscription confirmation) after verification, and
-    returns True when the request was one, so it carries no events.
+    ``verify`` may block (a certificate fetch): it runs in a worker thread; it raises
+    :class:`BadPayload` when the body is not even the envelope its signature lives in.
+    ``control`` answers a provider's own control messages (an SNS subscription confirmation) after
+    verification, and returns True when the request was one, so it carries no events.
     """
 
     verify: Callable[[WebhookRequest, Settings], Verdict]
@@ -56,6 +58,7 @@ PROVIDERS = {
     postmark.PROVIDER: Provider(verify=postmark.verify, parse=postmark.parse),
     sendgrid.PROVIDER: Provider(verify=sendgrid.verify, parse=sendgrid.parse),
     mailgun.PROVIDER: Provider(verify=mailgun.verify, parse=mailgun.parse),
+    ses.PROVIDER: Provider(verify=ses.verify, parse=ses.parse, control=ses.control),
 }
 
 
@@ -102,7 +105,11 @@ def create_app(settings: Settings, engine: Engine) -> Starlette:
         except _TooLarge:
             return JSONResponse({"error": "body too large"}, status_code=413)
         hook = WebhookRequest(headers=request.headers, body=body, received_at=utcnow())
-        verdict = await run_in_threadpool(provider.verify, hook, settings)
+        try:
+            verdict = await run_in_threadpool(provider.verify, hook, settings)
+        except BadPayload as exc:
+            log.info("%s webhook refused: %s", name, exc)
+            return JSONResponse({"error": str(exc)}, status_code=400)
         if not verdict.trusted:
             return unauthorized(name, verdict.reason)
         if provider.control is not None and await run_in_threadpool(provider.control, hook, settings):

@@ -2,7 +2,8 @@
 under test with every provider's secrets in the environment.
 
 SendGrid's are signed with a P-256 key pair made for the test run (the verification key goes in the
-environment as SendGrid shows it: base64 DER); Mailgun's with a signing key of our own.
+environment as SendGrid shows it: base64 DER); Mailgun's with a signing key of our own; SNS's
+signing is played by the tests (``sns_signing.py``).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
-from newsletter.config import Settings
+from newsletter.config import Settings, WebhooksSettings
+from newsletter.events import sns
 from newsletter.events.sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from newsletter.store.subscribers import SubscriberRepository
 from newsletter.web.app import create_app
+from tests.events.sns_signing import CERT_URL, TOPIC, FakeFetcher, Signer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 SAMPLES = FIXTURES / "postmark"
@@ -117,4 +120,39 @@ def readers(repo: SubscriberRepository, session: Session) -> list[int]:
 @pytest.fixture
 def client(engine: Engine, credentials: None) -> Iterator[TestClient]:
     with TestClient(create_app(Settings(), engine)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def signer() -> Signer:
+    """SNS's key, as far as the tests go: its certificate is served at ``CERT_URL``."""
+    return Signer.make()
+
+
+@pytest.fixture(scope="session")
+def stranger() -> Signer:
+    """Somebody else's key and certificate."""
+    return Signer.make()
+
+
+@pytest.fixture
+def fetcher(signer: Signer, monkeypatch: pytest.MonkeyPatch) -> FakeFetcher:
+    """The process's certificate cache, fresh, fetching from the tests instead of SNS."""
+    fake = FakeFetcher({CERT_URL: signer.pem})
+    monkeypatch.setattr(sns, "CERTIFICATES", sns.Certificates(fake))
+    return fake
+
+
+@pytest.fixture
+def confirmed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SubscribeURLs the app visited (instead of visiting them)."""
+    visited: list[str] = []
+    monkeypatch.setattr(sns, "confirm_subscription", visited.append)
+    return visited
+
+
+@pytest.fixture
+def ses_client(engine: Engine, fetcher: FakeFetcher, confirmed: list[str]) -> Iterator[TestClient]:
+    settings = Settings(webhooks=WebhooksSettings(ses_topic_arns=(TOPIC,)))
+    with TestClient(create_app(settings, engine)) as test_client:
         yield test_client

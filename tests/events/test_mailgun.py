@@ -131,6 +131,7 @@ def test_verify_refuses_anything_else(caplog: pytest.LogCaptureFixture) -> None:
     block = good["signature"]
     now = now_seconds()
     tolerance = Settings().webhooks.timestamp_tolerance
+    oldest = tolerance + mailgun.RETRY_WINDOW
     refused = [
         b"not json",
         b"[]",
@@ -146,13 +147,18 @@ def test_verify_refuses_anything_else(caplog: pytest.LogCaptureFixture) -> None:
         {**good, "signature": "sig"},
         mailgun_signed(record, token="x" * 129),
         mailgun_signed(record, token=""),
-        mailgun_signed(record, timestamp=now - tolerance - 1),
+        mailgun_signed(record, timestamp=now - oldest - 1),
         mailgun_signed(record, timestamp=now + tolerance + 1),
     ]
     assert [verdict(r, at=now).trusted for r in refused] == [False] * len(refused)
-    assert verdict(mailgun_signed(record, timestamp=now - tolerance + 1), at=now).trusted
+    assert verdict(mailgun_signed(record, timestamp=now - oldest + 1), at=now).trusted
+    # A retry 8 hours after the first attempt still carries the first signature.
+    assert verdict(mailgun_signed(record, timestamp=now - 8 * 3600), at=now).trusted
     strict = Settings(webhooks=WebhooksSettings(timestamp_tolerance=10))
-    assert not verdict(mailgun_signed(record, timestamp=now - 60), at=now, settings=strict).trusted
+    assert not verdict(mailgun_signed(record, timestamp=now + 60), at=now, settings=strict).trusted
+    late = now - mailgun.RETRY_WINDOW - 60
+    assert not verdict(mailgun_signed(record, timestamp=late), at=now, settings=strict).trusted
+    assert verdict(mailgun_signed(record, timestamp=late), at=now).trusted
     # No signing key configured: nobody gets in, and the log says why.
     assert not verdict(good, environ={}).trusted
     assert "MAILGUN_WEBHOOK_SIGNING_KEY not set" in caplog.text

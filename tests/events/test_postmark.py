@@ -83,7 +83,16 @@ def test_click_keeps_the_link_without_its_query() -> None:
     assert event.detail == {"url": "https://www.example.org/statements/2026/11/27/"}
 
 
-@pytest.mark.parametrize("metadata", [{}, {"send_id": "x", "delivery_id": "-1"}, {"delivery_id": "1e3"}])
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {},
+        {"send_id": "x", "delivery_id": "-1"},
+        {"delivery_id": "1e3"},
+        {"send_id": "9223372036854775808"},  # past a BIGINT
+        {"send_id": "1" * 5000},  # past Python's int-from-string limit: was a 500
+    ],
+)
 def test_foreign_metadata_is_no_id(metadata: dict[str, str]) -> None:
     (event,) = postmark.parse(orjson.dumps(sample("bounce_hard", Metadata=metadata)))
     assert event.delivery_id is None and event.send_id is None
