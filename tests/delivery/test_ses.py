@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import hashlib
 import html
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from newsletter.delivery.esp.ses import (
     TEMPLATES_PATH,
     SesAdapter,
     handlebars,
+    template_content,
     template_name,
 )
 from newsletter.delivery.fake_esp import FakeESP, RunningFakeESP, running
@@ -50,7 +52,7 @@ from tests.delivery.conftest import TOKEN, make_message, make_recipient, make_re
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 REGION = "eu-west-1"
-NAME = template_name(make_message().key, 7)
+NAME = template_name(7, template_content(make_message())[0])
 
 
 @pytest.fixture
@@ -117,7 +119,8 @@ def test_prepare_makes_one_template_with_triple_stash_tags(message: Outgoing) ->
     assert request.method == "POST" and request.url.path == "/v2/email/templates"
     body = orjson.loads(request.content)
     validate("CreateEmailTemplate", body)
-    assert body["TemplateName"] == NAME == "newsletter-0123456789abcdef"
+    assert body["TemplateName"] == NAME
+    assert re.fullmatch(r"newsletter-7-[0-9a-f]{16}", NAME)
     content = body["TemplateContent"]
     assert content["Subject"] == message.subject
     assert content["Text"] == (
@@ -229,6 +232,27 @@ def test_an_existing_template_is_updated_with_this_content(message: Outgoing) ->
     validate("UpdateEmailTemplate", {"TemplateName": NAME, **body})
     assert body["TemplateContent"] == orjson.loads(create.content)["TemplateContent"]
     adapter.close()
+
+
+def test_a_test_copy_or_another_send_never_touches_this_sends_template(
+    fake: RunningFakeESP, message: Outgoing
+) -> None:
+    """A ``[TEST]`` copy of the same issue (send 0), made while the send runs, gets a template of
+    its own: it can neither change the subject the send's recipients get nor delete its template."""
+    sending = SesAdapter(TOKEN, SECRET, REGION, base_url=fake.url)
+    sending.prepare(message)
+    test_copy = make_message(send_id=0, subject=f"[TEST] {message.subject}")
+    tester = SesAdapter(TOKEN, SECRET, REGION, base_url=fake.url)
+    tester.prepare(test_copy)
+    assert len(fake.esp.ses_templates) == 2
+    tester.finish(test_copy)
+    assert list(fake.esp.ses_templates) == [NAME]
+    assert fake.esp.ses_templates[NAME].subject == message.subject
+    rerun = SesAdapter(TOKEN, SECRET, REGION, base_url=fake.url)  # another process, a resume
+    rerun.prepare(message)
+    assert fake.esp.stats["ses_templates_created"] == 2 and fake.esp.stats["ses_templates_updated"] == 1
+    for adapter in (sending, tester, rerun):
+        adapter.close()
 
 
 @pytest.mark.parametrize("kind", ["BadRequestException", "LimitExceededException"])

@@ -2,12 +2,13 @@
 
 :meth:`SesAdapter.prepare` stores the rendered issue once as an SES email template
 (``CreateEmailTemplate``, or ``UpdateEmailTemplate`` when the name exists: another process, an
-earlier run), named after the content key so that every process and re-run of the send uses the
-same one. Each batch is then one ``POST /v2/email/outbound-bulk-emails`` naming the template, with
-one *entry* per recipient: ``Destination``, ``ReplacementTemplateData`` (the recipient's slot
-values, a JSON string), ``ReplacementHeaders`` (``List-Unsubscribe``) and ``ReplacementTags``
-(``send_id``, ``delivery_id``: SES carries tags into every event of the message as
-``mail.tags``, so the events find the delivery). What every message shares (``FromEmailAddress``,
+earlier run), named after the send and a digest of its content so that every process and re-run of
+the send uses the same one (:func:`template_name`). Each batch is then one
+``POST /v2/email/outbound-bulk-emails`` naming the template, with one *entry* per recipient:
+``Destination``, ``ReplacementTemplateData`` (the recipient's slot values, a JSON string),
+``ReplacementHeaders`` (``List-Unsubscribe``) and ``ReplacementTags`` (``send_id``,
+``delivery_id``: SES carries tags into every event of the message as ``mail.tags``, so the events
+find the delivery). What every message shares (``FromEmailAddress``,
 ``ReplyToAddresses``, ``DefaultEmailTags``, the template's ``Headers`` such as ``List-Id``,
 ``ConfigurationSetName``) is encoded once per send and spliced into each batch's request.
 ``Message-ID`` is not sent: SES replaces it with its own.
@@ -54,8 +55,9 @@ region; the caller reads the credentials from ``AWS_ACCESS_KEY_ID``, ``AWS_SECRE
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import formataddr
 from typing import Any, Final
@@ -93,6 +95,7 @@ __all__ = [
     "SesAdapter",
     "handlebars",
     "ses_endpoint",
+    "template_content",
     "template_name",
 ]
 
@@ -112,7 +115,6 @@ BACKSLASH: Final = "backslash"
 _LITERALS: Final = {LBRACE: "{", BACKSLASH: "\\"}
 _MARKER = re.compile(r"%%(?:" + "|".join(SLOTS) + r")%%")
 _BRACES_AND_BACKSLASHES = re.compile(r"[{\\]+")
-_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -152,10 +154,22 @@ def ses_endpoint(region: str) -> str:
     return f"https://email.{region}.amazonaws.com"
 
 
-def template_name(key: str, send_id: int) -> str:
-    """``newsletter-<key[:16]>``: the same content gets the same template in every process."""
-    safe = _NAME_UNSAFE.sub("", key)[:16]
-    return f"newsletter-{safe or f'send-{send_id}'}"
+def template_content(message: Outgoing) -> tuple[dict[str, str], set[str]]:
+    """The template SES stores for ``message`` (``Subject``, ``Text``, ``Html``), and the literal
+    keys (:func:`handlebars`) its data must carry."""
+    subject, in_subject = handlebars(message.subject, _TEXT_PATTERN)
+    text, in_text = handlebars(message.text, _TEXT_PATTERN)
+    html, in_html = handlebars(message.html, _HTML_PATTERN)
+    return {"Subject": subject, "Text": text, "Html": html}, in_subject | in_text | in_html
+
+
+def template_name(send_id: int, content: Mapping[str, str]) -> str:
+    """``newsletter-<send>-<digest of the content>``: every process and re-run of a send finds the
+    same template, and nothing else shares it. A test copy (send 0, a ``[TEST]`` subject) or another
+    send of the same issue gets its own, so neither can overwrite the template a send is using, nor
+    delete it when it finishes."""
+    digest = hashlib.sha256(encode_json(content)).hexdigest()[:16]
+    return f"newsletter-{max(send_id, 0)}-{digest}"
 
 
 def handlebars(body: str, pattern: str) -> tuple[str, set[str]]:
@@ -263,7 +277,7 @@ class SesAdapter:
             timeouts or Timeouts(read=timeout, write=timeout),
             auth=auth,
         )
-        self._prepared: dict[str, _Prepared] = {}
+        self._prepared: dict[tuple[int, str, str], _Prepared] = {}
 
     # -- the Adapter protocol ------------------------------------------------------------------
 
@@ -296,13 +310,13 @@ class SesAdapter:
     def finish(self, message: Outgoing) -> None:
         """Delete the send's template (an account keeps at most 10,000 per region); a later
         ``--retry-unknown`` makes it again."""
-        name = template_name(message.key, message.send_id)
+        prepared = self._prepared.pop(_cache_key(message), None)
+        name = prepared.name if prepared else template_name(message.send_id, template_content(message)[0])
         try:
             response = request_json(self._client, "DELETE", f"{TEMPLATES_PATH}/{quote(name, safe='')}")
         except Unanswered as exc:
             raise RetryableError(str(exc)) from exc
         check_status(response, "SES delete template", _describe)
-        self._prepared.pop(message.key, None)
         if response.status_code not in (200, 404):
             raise ESPError(f"SES refused to delete template {name}: {short_body(response)}")
 
@@ -317,21 +331,18 @@ class SesAdapter:
         return self._encode(self._prepare(message), recipients)[0]
 
     def _prepare(self, message: Outgoing) -> _Prepared:
-        prepared = self._prepared.get(message.key)
+        prepared = self._prepared.get(_cache_key(message))
         if prepared is None:
             try:
-                prepared = self._prepared[message.key] = self._ensure_template(message)
+                prepared = self._prepared[_cache_key(message)] = self._ensure_template(message)
             except Unanswered as exc:
                 # Creating or updating a template by name is idempotent: simply try again.
                 raise RetryableError(str(exc)) from exc
         return prepared
 
     def _ensure_template(self, message: Outgoing) -> _Prepared:
-        name = template_name(message.key, message.send_id)
-        subject, in_subject = handlebars(message.subject, _TEXT_PATTERN)
-        text, in_text = handlebars(message.text, _TEXT_PATTERN)
-        html, in_html = handlebars(message.html, _HTML_PATTERN)
-        content = {"Subject": subject, "Text": text, "Html": html}
+        content, literal_keys = template_content(message)
+        name = template_name(message.send_id, content)
 
         created = request_json(
             self._client, "POST", TEMPLATES_PATH, {"TemplateName": name, "TemplateContent": content}
@@ -346,7 +357,7 @@ class SesAdapter:
             check_status(updated, "SES update template", _describe)
             if updated.status_code != 200:
                 raise AuthError(f"SES: update template {name}: {_describe(updated)}")
-        literals = {key: _LITERALS[key] for key in sorted(in_subject | in_text | in_html)}
+        literals = {key: _LITERALS[key] for key in sorted(literal_keys)}
         return _Prepared(
             name=name,
             send_id=str(message.send_id),
@@ -361,8 +372,9 @@ class SesAdapter:
         if from_address is None:
             raise AuthError(f"SES cannot send from {message.from_address!r}: the address is not ASCII")
         fields: dict[str, Any] = {"FromEmailAddress": from_address}
-        if message.reply_to:
-            fields["ReplyToAddresses"] = [message.reply_to]
+        reply_to = _address(message.reply_to) if message.reply_to else None
+        if reply_to:
+            fields["ReplyToAddresses"] = [reply_to]
         tags = [{"Name": "send_id", "Value": str(message.send_id)}]
         if message.tag:
             tags.append({"Name": "tag", "Value": _tag_value(message.tag)})
@@ -423,7 +435,7 @@ class SesAdapter:
         if status == 404:
             if "configuration set" in _error_message(response).lower():
                 raise AuthError(f"SES: {_describe(response)}")
-            self._prepared.pop(message.key, None)
+            self._prepared.pop(_cache_key(message), None)
             raise RetryableError(f"SES: template missing, will be made again: {_describe(response)}")
         if status == 400 and kind not in _STOP_ERRORS:
             return _all(batch, Outcome.FAILED, _describe(response))
@@ -458,13 +470,19 @@ class SesAdapter:
                 results.append(Result(recipient.delivery_id, Outcome.RETRY, error=error))
             elif status in _RETRY_STATUSES or status in _TEMPLATE_MISSING:
                 if status in _TEMPLATE_MISSING:
-                    self._prepared.pop(message.key, None)
+                    self._prepared.pop(_cache_key(message), None)
                 results.append(Result(recipient.delivery_id, Outcome.RETRY, error=error))
             else:
                 results.append(Result(recipient.delivery_id, Outcome.FAILED, error=error))
         if stopped and not any(r.outcome is Outcome.ACCEPTED for r in results):
             raise AuthError(stopped)
         return results
+
+
+def _cache_key(message: Outgoing) -> tuple[int, str, str]:
+    """What tells one send's template from another's in an adapter's cache (a test copy shares
+    the key of the issue's content but not its send or subject)."""
+    return message.send_id, message.key, message.subject
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:
