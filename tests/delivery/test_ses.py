@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import email.header
 import hashlib
 import html
 import re
@@ -212,6 +213,19 @@ def test_a_tag_and_a_configuration_set_go_along_and_no_reply_to_no_field() -> No
         {"Name": "tag", "Value": "issue_2026_11_20"},  # tag values allow only [A-Za-z0-9_-]
     ]
     assert "ReplyToAddresses" not in body and "Headers" not in body["DefaultContent"]["Template"]
+
+
+def test_a_non_ascii_list_name_is_encoded_as_ses_requires(
+    adapter: SesAdapter, fake: RunningFakeESP, record_path: Path
+) -> None:
+    """SES takes only printable ASCII header values: the name is RFC 2047-encoded, the id kept."""
+    message = make_message(headers={"List-Id": "Wöchentliche Rundschau <weekly.example.org>"})
+    assert adapter.send_batch(message, make_recipients(1))[0].outcome is Outcome.ACCEPTED
+    value = read_record(record_path)[0]["headers"]["List-Id"]
+    assert value.isascii() and value.endswith(" <weekly.example.org>")
+    assert str(email.header.make_header(email.header.decode_header(value))) == (
+        "Wöchentliche Rundschau <weekly.example.org>"
+    )
 
 
 def test_an_existing_template_is_updated_with_this_content(message: Outgoing) -> None:

@@ -59,6 +59,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from email.header import Header
 from email.utils import formataddr
 from typing import Any, Final
 from urllib.parse import quote
@@ -106,7 +107,7 @@ TEMPLATES_PATH: Final = "/v2/email/templates"
 #: The SigV4 service name SES signs for.
 SERVICE: Final = "ses"
 
-#: The tags as :func:`~newsletter.render.slots.translate` patterns (``%`` doubled).
+#: The tags as :func:`~newsletter.render.slots.translate` patterns: triple-stash, never escaped by SES.
 _TEXT_PATTERN: Final = "{{{%s}}}"
 _HTML_PATTERN: Final = "{{{%s_html}}}"
 #: Template data keys standing for a literal ``{`` and ``\\`` of editor text (see :func:`handlebars`).
@@ -117,15 +118,15 @@ _MARKER = re.compile(r"%%(?:" + "|".join(SLOTS) + r")%%")
 _BRACES_AND_BACKSLASHES = re.compile(r"[{\\]+")
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_ANGLE_TAIL = re.compile(r"(.*?)(\s*<[\x21-\x7e]*>)", re.DOTALL)
 
 _SUCCESS: Final = "SUCCESS"
 #: Per-entry statuses after which the same message may go through later.
-_RETRY_STATUSES: Final = frozenset(
-    {"ACCOUNT_THROTTLED", "ACCOUNT_DAILY_QUOTA_EXCEEDED", "TRANSIENT_FAILURE", "TEMPLATE_NOT_FOUND"}
-)
+_RETRY_STATUSES: Final = frozenset({"ACCOUNT_THROTTLED", "ACCOUNT_DAILY_QUOTA_EXCEEDED", "TRANSIENT_FAILURE"})
+#: Our template is gone: retried, after it is made again. (The API reference spells this status and
+#: the configuration set's ``…_DOES_NOT_EXIST``, the service model ``…_NOT_FOUND``: both are known.)
 _TEMPLATE_MISSING: Final = frozenset({"TEMPLATE_NOT_FOUND", "TEMPLATE_DOES_NOT_EXIST"})
-#: Per-entry statuses that are the account's or the sender's: stop, fail nobody. (The API reference
-#: spells two of them ``…_DOES_NOT_EXIST``, the service model ``…_NOT_FOUND``: both are here.)
+#: Per-entry statuses that are the account's or the sender's: stop, fail nobody.
 _STOP_STATUSES: Final = frozenset(
     {
         "MAIL_FROM_DOMAIN_NOT_VERIFIED",
@@ -144,7 +145,6 @@ _STOP_ERRORS: Final = frozenset(
         "SendingPausedException",
         "MailFromDomainNotVerifiedException",
         "LimitExceededException",
-        "NotFoundException",
     }
 )
 
@@ -216,6 +216,27 @@ def _address(email: str, name: str = "") -> str | None:
     return formataddr((name, email), charset="utf-8") if name else email
 
 
+def _headers(headers: Mapping[str, str]) -> list[dict[str, str]]:
+    """Headers as SES's ``MessageHeader`` list, without ``Message-ID`` (SES sets its own)."""
+    return [
+        {"Name": name, "Value": _header_value(value)}
+        for name, value in headers.items()
+        if name.lower() != "message-id"
+    ]
+
+
+def _header_value(value: str) -> str:
+    """A header value SES takes (printable ASCII): a non-ASCII phrase, such as the newsletter's name
+    in ``List-Id: Wöchentliche Rundschau <weekly.example.org>``, RFC 2047-encoded and the
+    angle-bracketed part after it kept as it is."""
+    value = _CONTROL.sub(" ", value)
+    if value.isascii():
+        return value
+    match = _ANGLE_TAIL.fullmatch(value)
+    phrase, tail = (match.group(1), match.group(2)) if match else (value, "")
+    return Header(phrase.strip(), "utf-8").encode(linesep="\n").replace("\n", "") + tail
+
+
 def _tag_value(value: str) -> str:
     """A message tag value SES accepts: ASCII letters, digits, ``_`` and ``-``, at most 256."""
     return _TAG_UNSAFE.sub("_", value)[:256]
@@ -284,8 +305,8 @@ class SesAdapter:
     def prepare(self, message: Outgoing) -> None:
         """Create (or bring up to date) this send's template.
 
-        Safe in several processes at once: the name comes from the content key, and a create
-        that finds the name taken updates it instead. A failure here (SES down, throttled) is not
+        Safe in several processes at once: the name comes from the send and its content, and a
+        create that finds the name taken updates it instead. A failure here (SES down, throttled) is not
         raised: the first :meth:`send_batch` tries again and raises it there, where the engine's
         retries and stop rules apply.
         """
@@ -308,8 +329,8 @@ class SesAdapter:
         return refused + self._read(message, response, sendable)
 
     def finish(self, message: Outgoing) -> None:
-        """Delete the send's template (an account keeps at most 10,000 per region); a later
-        ``--retry-unknown`` makes it again."""
+        """Delete the send's template (templates count against a per-region account quota: a weekly
+        newsletter would keep one a week forever); a later ``--retry-unknown`` makes it again."""
         prepared = self._prepared.pop(_cache_key(message), None)
         name = prepared.name if prepared else template_name(message.send_id, template_content(message)[0])
         try:
@@ -380,7 +401,7 @@ class SesAdapter:
             tags.append({"Name": "tag", "Value": _tag_value(message.tag)})
         fields["DefaultEmailTags"] = tags
         template: dict[str, Any] = {"TemplateName": name, "TemplateData": "{}"}
-        headers = [{"Name": k, "Value": v} for k, v in message.headers.items() if k.lower() != "message-id"]
+        headers = _headers(message.headers)
         if headers:
             template["Headers"] = headers
         fields["DefaultContent"] = {"Template": template}
@@ -419,7 +440,7 @@ class SesAdapter:
                     {"Name": "delivery_id", "Value": delivery_id},
                 ],
             }
-            headers = [{"Name": k, "Value": v} for k, v in r.headers.items() if k != "Message-ID"]
+            headers = _headers(r.headers)
             if headers:
                 entry["ReplacementHeaders"] = headers
             entries.append(dumps(entry))
