@@ -851,6 +851,11 @@ class FakeESP:
         self.count("ses_templates_created" if create else "ses_templates_updated")
         return 200, b"{}", {}
 
+    def delete_ses_template(self, name: str) -> None:
+        with self._lock:
+            self.ses_templates.pop(name, None)
+        self.count("ses_templates_deleted")
+
     def answer_ses(self, body: bytes) -> tuple[int, bytes, dict[str, str]]:
         """Status, body and headers answering one ``SendBulkEmail`` (``POST /v2/email/outbound-bulk-emails``).
 
@@ -1262,9 +1267,7 @@ class _FaultLayer:
             content = {"Subject": template.subject, "Text": template.text, "Html": template.html}
             await _respond(send, 200, orjson.dumps({"TemplateName": name, "TemplateContent": content}))
         else:
-            with esp._lock:
-                esp.ses_templates.pop(template.name, None)
-            esp.count("ses_templates_deleted")
+            esp.delete_ses_template(template.name)
             await _respond(send, 200, b"{}")
 
     async def _ses_send(self, scope: Scope, receive: Receive, send: Send) -> None:
