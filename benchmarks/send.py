@@ -15,6 +15,9 @@ Shapes:
   with per-recipient substitutions. The same target as ``templates``.
 * ``mailgun``: Mailgun ``/v3/{domain}/messages`` through the fake ESP, multipart form data with the
   body once per batch of 1,000 and per-recipient ``recipient-variables``. The same target.
+* ``ses``: SES v2 ``SendBulkEmail`` through the fake ESP, SigV4-signed, the body once per send as
+  a template and 50 destinations a request with their template data. The same target, in twenty
+  times as many requests as SendGrid's.
 * ``batch``: Postmark ``/email/batch``, a full body per message. Must: within 1.2x of the wire.
 * ``smtp``: a full MIME message per recipient to a local aiosmtpd sink. Must: within 1.2x of the
   wire (a bare smtplib loop into the same sink: the sink's own ceiling); aim: twice listmonk's
@@ -57,10 +60,13 @@ DEFAULT_PG_URL = os.environ.get(
 )
 TOKEN = "bench-token"
 SECRET = "benchmark-secret-key-0123456789abcdef"
-SHAPES = ("templates", "sendgrid", "mailgun", "batch", "smtp", "outbox")
+SHAPES = ("templates", "sendgrid", "mailgun", "ses", "batch", "smtp", "outbox")
 #: Shapes whose body travels once per batch or send: a million recipients, the 30 s target.
-ONCE = ("templates", "sendgrid", "mailgun")
+ONCE = ("templates", "sendgrid", "mailgun", "ses")
 MAILGUN_DOMAIN = "mg.example.org"
+#: SES signs for a region; the fake checks only the access key id (the token).
+SES_REGION = "eu-west-1"
+SES_SECRET = "bench-secret-access-key"
 MUST_RATIO = 1.2
 MUST_MB = 300
 MUST_TEMPLATES_SECONDS_PER_MILLION = 30.0
@@ -199,6 +205,7 @@ def _settings(url: str, shape: str, esp_url: str, smtp_port: int, outbox: Path) 
         "templates": "postmark",
         "sendgrid": "sendgrid",
         "mailgun": "mailgun",
+        "ses": "ses",
         "batch": "postmark",
         "smtp": "smtp",
         "outbox": "outbox",
@@ -209,6 +216,7 @@ def _settings(url: str, shape: str, esp_url: str, smtp_port: int, outbox: Path) 
             "NEWSLETTER_ESP_PROVIDER": provider,
             "NEWSLETTER_ESP_BASE_URL": esp_url,
             "NEWSLETTER_ESP_DOMAIN": MAILGUN_DOMAIN,
+            "NEWSLETTER_ESP_REGION": SES_REGION if shape == "ses" else "",
             "NEWSLETTER_ESP_TEMPLATES": "true" if shape == "templates" else "false",
             "NEWSLETTER_ESP_PORT": str(smtp_port),
             "NEWSLETTER_ESP_OUTBOX_DIR": str(outbox),
@@ -226,6 +234,8 @@ def child_send(args: argparse.Namespace) -> dict[str, Any]:
     from newsletter.delivery import runner
 
     os.environ["POSTMARK_TOKEN"] = os.environ["SENDGRID_API_KEY"] = os.environ["MAILGUN_API_KEY"] = TOKEN
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = TOKEN, SES_SECRET
+    os.environ.pop("AWS_SESSION_TOKEN", None)
     os.environ["NEWSLETTER_SECRET_KEY"] = SECRET
     settings = _settings(args.url, args.shape, args.esp_url, args.smtp_port, Path(args.outbox))
     issue = ROOT / "newsletter" / "samples" / "issues" / "2026-11-27.yaml"
@@ -312,6 +322,24 @@ def child_wire(args: argparse.Namespace) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         client.close()
         mailgun.close()
+    elif args.shape == "ses":
+        from httpx_auth import AWS4Auth
+
+        from newsletter.delivery.esp.ses import SEND_PATH, SesAdapter
+
+        ses = SesAdapter(TOKEN, SES_SECRET, SES_REGION, base_url=args.esp_url)
+        ses.prepare(message)
+        auth = AWS4Auth(TOKEN, SES_SECRET, SES_REGION, "ses")
+        client = httpx.Client(base_url=args.esp_url, auth=auth, timeout=120)
+        started = time.perf_counter()
+        for start in range(0, len(recipients), ses.max_batch):
+            body = ses.encode(message, recipients[start : start + ses.max_batch])
+            response = client.post(SEND_PATH, content=body, headers={"Content-Type": "application/json"})
+            assert response.status_code == 200, response.text[:300]
+        seconds = time.perf_counter() - started
+        client.close()
+        ses.finish(message)
+        ses.close()
     elif args.shape in ("templates", "batch"):
         adapter = PostmarkAdapter(token=TOKEN, base_url=args.esp_url, templates=args.shape == "templates")
         adapter.prepare(message)

@@ -104,12 +104,13 @@ class EspSettings(_Section):
     hold them.
     """
 
-    #: ``outbox``, ``smtp``, ``postmark``, ``sendgrid``, ``mailgun``: ``delivery/esp/registry.py``
-    #: is the list.
+    #: ``outbox``, ``smtp``, ``postmark``, ``sendgrid``, ``mailgun``, ``ses``:
+    #: ``delivery/esp/registry.py`` is the list.
     provider: str = "outbox"
     #: The provider's API base URL (a fake ESP's, in tests); empty for the provider's own.
     base_url: str = ""
-    #: Recipients per request; 0 for the provider's maximum (Postmark 500, SendGrid and Mailgun 1000).
+    #: Recipients per request; 0 for the provider's maximum (Postmark 500, SendGrid and Mailgun 1000,
+    #: SES 50).
     batch_size: int = Field(default=0, ge=0)
     #: Messages per second for the send, shared by its processes; 0 for no limit (the account's).
     rate: float = Field(default=0.0, ge=0)
@@ -126,12 +127,20 @@ class EspSettings(_Section):
     outbox_dir: Path = Path("outbox")
     #: The environment variable holding the API token; empty for the provider's own default
     #: (Postmark ``POSTMARK_TOKEN``, SendGrid ``SENDGRID_API_KEY``, Mailgun ``MAILGUN_API_KEY``:
-    #: ``delivery/esp/registry.py``).
+    #: ``delivery/esp/registry.py``). SES always reads the standard ``AWS_ACCESS_KEY_ID``,
+    #: ``AWS_SECRET_ACCESS_KEY`` and optional ``AWS_SESSION_TOKEN``.
     token_env: str = ""
-    #: Mailgun: the sending domain (required), and the region whose API it lives in: ``us``
-    #: (``api.mailgun.net``) or ``eu`` (``api.eu.mailgun.net``); ``base_url`` overrides the region.
+    #: Mailgun: the sending domain (required).
     domain: str = ""
-    region: str = "us"
+    #: The provider's region, checked per provider by ``delivery/esp/registry.py``: Mailgun ``us``
+    #: (``api.mailgun.net``, the default) or ``eu`` (``api.eu.mailgun.net``); SES an AWS region
+    #: name such as ``eu-west-1`` (required: identities and templates live in one region).
+    #: ``base_url`` overrides the endpoint the region implies, not the region SES signs for.
+    region: str = ""
+    #: SES: the configuration set every message is sent with. Optional for sending, but SES
+    #: publishes events (bounces, complaints, deliveries) only through a configuration set's
+    #: event destination: without one the webhooks never hear of this send.
+    configuration_set: str = ""
     #: Postmark: the message stream for broadcasts; and whether to send through a per-issue
     #: template (the body travels once per send) rather than a full body per message.
     message_stream: str = "broadcast"
@@ -169,9 +178,15 @@ class EspSettings(_Section):
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
-        value = value.strip().lower()
-        if value not in ("us", "eu"):
-            raise ValueError("must be us or eu")
+        """Only tidied here: which regions exist is each provider's business (the registry's)."""
+        return value.strip().lower()
+
+    @field_validator("configuration_set")
+    @classmethod
+    def _configuration_set(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+            raise ValueError("must be up to 64 letters, digits, '_' or '-' (an SES configuration set name)")
         return value
 
     @field_validator("base_url")

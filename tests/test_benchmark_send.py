@@ -36,6 +36,7 @@ def test_send_benchmark_prints_each_shape_with_its_baseline() -> None:
         ("templates", 600),
         ("sendgrid", 600),
         ("mailgun", 600),
+        ("ses", 600),
         ("batch", 60),
         ("smtp", 60),
         ("outbox", 60),

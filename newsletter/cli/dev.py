@@ -1,7 +1,7 @@
 """``newsletter dev …``: tools for developing and benchmarking delivery, never for production.
 
 ``dev fake-esp`` runs :mod:`newsletter.delivery.fake_esp`, a local stand-in for Postmark,
-SendGrid and Mailgun; point the adapter's base URL at it. Faults can be set here at start-up, or
+SendGrid, Mailgun and SES; point the adapter's base URL at it. Faults can be set here at start-up, or
 changed while it runs with ``curl -X POST localhost:PORT/_faults -d '{"next": ["503", "drop"]}'``.
 """
 
@@ -42,7 +42,9 @@ def fake_esp(
         str,
         typer.Option("--record-bodies", help="Bodies kept in the record: none, text or all (with HTML)."),
     ] = "text",
-    token: Annotated[str, typer.Option("--token", help="The server token it accepts.")] = "fake-token",
+    token: Annotated[
+        str, typer.Option("--token", help="The server token it accepts (SES: the access key id).")
+    ] = "fake-token",
     fail_rate: Annotated[
         float, typer.Option("--fail-rate", min=0.0, max=1.0, help="Share of batches answered 503.")
     ] = 0.0,
@@ -68,8 +70,8 @@ def fake_esp(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the fault rates.")] = 0,
 ) -> None:
-    """Serve a fake Postmark (batch, batch with templates, templates), SendGrid (v3 mail/send) and
-    Mailgun (v3 messages) with injectable faults."""
+    """Serve a fake Postmark (batch, batch with templates, templates), SendGrid (v3 mail/send),
+    Mailgun (v3 messages) and SES (v2 SendBulkEmail, templates) with injectable faults."""
     from newsletter.delivery.fake_esp import Faults, RecordBodies, serve
 
     if record_bodies not in ("none", "text", "all"):
@@ -88,7 +90,8 @@ def fake_esp(
         faults.validate()
     except ValueError as exc:
         fail(BadInput(str(exc)))
-    console.print(f"Fake ESP (Postmark, SendGrid and Mailgun APIs) on http://{host}:{port}  token {token!r}")
+    apis = "Postmark, SendGrid, Mailgun and SES APIs"
+    console.print(f"Fake ESP ({apis}) on http://{host}:{port}  token {token!r}")
     if record:
         console.print(f"  recording accepted messages to {record}")
     console.print("  faults: GET/POST /_faults, POST /_reset, GET /_stats")

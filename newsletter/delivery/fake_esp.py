@@ -1,4 +1,4 @@
-"""A local stand-in for Postmark's sending API (and SendGrid's and Mailgun's), with faults on demand.
+"""A local stand-in for Postmark's sending API (and SendGrid's, Mailgun's and SES's), with faults on demand.
 
 It exists so that the delivery engine can be run, tested and benchmarked end to end on
 127.0.0.1: the adapter talks real HTTP to it, exactly as it would to Postmark, and the fake can be
@@ -16,6 +16,12 @@ Endpoints (Postmark's shapes, ``X-Postmark-Server-Token`` checked):
   SendGrid does (400 with ``{"errors": [{"message", "field"}]}``), answered 202 with an
   ``X-Message-Id``, each personalization's ``substitutions`` applied to subject and content for the
   record (:meth:`FakeESP.answer_sendgrid`).
+* SES v2's ``POST /v2/email/outbound-bulk-emails`` (SendBulkEmail) and ``/v2/email/templates``
+  (create, get, update, delete), signed with SigV4 whose access key id is the same token (the
+  signature itself is not checked; 403 with SES's error shape otherwise): at most 50 entries,
+  answered per entry in ``BulkEmailEntryResults``, each entry's ``ReplacementTemplateData``
+  rendered into the template as SES's Handlebars would for the record
+  (:meth:`FakeESP.answer_ses`, :mod:`newsletter.delivery.handlebars`).
 * Mailgun's ``POST /v3/{domain}/messages`` (HTTP basic auth ``api:`` and the same token), form
   data (``multipart/form-data`` or urlencoded): validated (400 with ``{"message": ...}``), answered
   200 with ``{"id": "<…@domain>", "message": "Queued. Thank you."}``, each recipient's
@@ -74,6 +80,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from newsletter.delivery.handlebars import (
+    TemplateSyntaxError,
+    compile_handlebars,
+    render_handlebars,
+    variables,
+)
+
 __all__ = ["FakeESP", "Faults", "RecordBodies", "RunningFakeESP", "render_mustachio", "running", "serve"]
 
 Scope = MutableMapping[str, Any]
@@ -93,6 +106,29 @@ SENDGRID_MAX: Final = 1000
 #: Mailgun's sending endpoint, and its limit of recipients per request (batch sending).
 MAILGUN_PATH: Final = re.compile(r"/v3/([^/]+)/messages")
 MAILGUN_MAX: Final = 1000
+#: SES v2's sending endpoint and its limit of destinations per SendBulkEmail call; its templates.
+SES_SEND_PATH: Final = "/v2/email/outbound-bulk-emails"
+SES_MAX: Final = 50
+SES_TEMPLATES_PATH: Final = re.compile(r"/v2/email/templates(?:/([^/]*))?")
+#: The ``Status`` values of a ``BulkEmailEntryResult`` (SES's service model).
+SES_STATUSES: Final = frozenset(
+    {
+        "SUCCESS",
+        "MESSAGE_REJECTED",
+        "MAIL_FROM_DOMAIN_NOT_VERIFIED",
+        "CONFIGURATION_SET_NOT_FOUND",
+        "TEMPLATE_NOT_FOUND",
+        "ACCOUNT_SUSPENDED",
+        "ACCOUNT_THROTTLED",
+        "ACCOUNT_DAILY_QUOTA_EXCEEDED",
+        "INVALID_SENDING_POOL_NAME",
+        "ACCOUNT_SENDING_PAUSED",
+        "CONFIGURATION_SET_SENDING_PAUSED",
+        "INVALID_PARAMETER",
+        "TRANSIENT_FAILURE",
+        "FAILED",
+    }
+)
 
 _INACTIVE: Final = (
     "You tried to send to recipient(s) that have been marked as inactive. Found inactive addresses: "
@@ -128,6 +164,9 @@ class Faults:
     inactive: list[str] = field(default_factory=list)
     #: Recipients answered with ErrorCode 300 (invalid email request) inside a 200 answer.
     invalid: list[str] = field(default_factory=list)
+    #: SES: recipients whose entry comes back with this ``Status`` inside a 200, e.g.
+    #: ``{"a@example.com": "MESSAGE_REJECTED", "b@example.com": "ACCOUNT_THROTTLED"}``.
+    statuses: dict[str, str] = field(default_factory=dict)
     seed: int | None = 0
     max_batch: int = MAX_BATCH
 
@@ -154,6 +193,11 @@ class Faults:
         for name in ("delay", "slow_seconds", "retry_after"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if not isinstance(self.statuses, dict) or not all(
+            isinstance(address, str) and status in SES_STATUSES and status != "SUCCESS"
+            for address, status in self.statuses.items()
+        ):
+            raise ValueError(f"statuses maps addresses to one of {sorted(SES_STATUSES - {'SUCCESS'})}")
 
 
 # -- Mustachio, as much of it as a newsletter template uses ---------------------------------------
@@ -225,8 +269,17 @@ class Body:
 class CompiledBody:
     """One template field compiled once: its literal head, and the parts from the first tag on."""
 
-    def __init__(self, source: str, *, escape: bool) -> None:
-        parts = compile_mustachio(source)
+    def __init__(
+        self,
+        source: str,
+        *,
+        escape: bool,
+        compiler: Callable[[str], list[Part]] = compile_mustachio,
+        renderer: Callable[[Sequence[Part], dict[str, Any]], str] | None = None,
+    ) -> None:
+        """``compiler`` and ``renderer``: Mustachio's by default (Postmark), Handlebars' for SES."""
+        parts = compiler(source)
+        self.renderer = renderer
         first_tag = next((i for i, part in enumerate(parts) if not isinstance(part, str)), len(parts))
         self.head = "".join(part for part in parts[:first_tag] if isinstance(part, str))
         head_bytes = self.head.encode("utf-8")
@@ -236,7 +289,10 @@ class CompiledBody:
         self.escape = escape
 
     def render(self, model: dict[str, Any]) -> Body:
-        tail = render_mustachio(self.tail, model, escape=self.escape)
+        if self.renderer is not None:
+            tail = self.renderer(self.tail, model)
+        else:
+            tail = render_mustachio(self.tail, model, escape=self.escape)
         return Body(self.head, self.head_size, self.head_hash, tail)
 
 
@@ -284,6 +340,37 @@ class Template:
             "TextBody": self.text_body,
             "AssociatedServerId": 1,
         }
+
+
+@dataclass
+class SesTemplate:
+    """An SES email template, compiled once as Handlebars (every part escapes ``{{x}}``)."""
+
+    name: str
+    subject: str
+    text: str
+    html: str
+    parts: tuple[CompiledBody, CompiledBody, CompiledBody]
+    #: The names the data of every message must hold, or SES would not render it.
+    variables: frozenset[str]
+
+    @classmethod
+    def compiled(cls, name: str, subject: str, text: str, html: str) -> SesTemplate:
+        """Raises :class:`~newsletter.delivery.handlebars.TemplateSyntaxError` for what SES
+        would not render (or this fake cannot)."""
+        used: set[str] = set()
+        parts = []
+        for source in (subject, html, text):
+            used |= variables(compile_handlebars(source))
+            parts.append(
+                CompiledBody(source, escape=True, compiler=compile_handlebars, renderer=render_handlebars)
+            )
+        return cls(name, subject, text, html, (parts[0], parts[1], parts[2]), frozenset(used))
+
+    def render(self, model: dict[str, Any]) -> tuple[str, Body, Body]:
+        """Subject, HTML and text as SES would send them with this data."""
+        subject, body_html, text = self.parts
+        return subject.render(model).text(), body_html.render(model), text.render(model)
 
 
 # -- recording ------------------------------------------------------------------------------------
@@ -351,6 +438,7 @@ class FakeESP:
         self.recorder = Recorder(record, record_bodies) if record else None
         self.stats: Counter[str] = Counter()
         self.templates: dict[int, Template] = {}
+        self.ses_templates: dict[str, SesTemplate] = {}
         self._next_template_id = 1000
         self._lock = threading.Lock()
         self._random = random.Random(self.faults.seed)
@@ -723,6 +811,150 @@ class FakeESP:
             )
         return entries
 
+    # -- SES -----------------------------------------------------------------------------------
+
+    def ses_template(self, name: Any, body: Any, *, create: bool) -> tuple[int, bytes, dict[str, str]]:
+        """``CreateEmailTemplate`` (``create``) or ``UpdateEmailTemplate`` of the template ``name``.
+
+        The template is compiled as SES's Handlebars would read it; one this fake cannot render
+        (a block helper, an unclosed tag) is refused with a 400, so a test never sends it.
+        """
+        content = body.get("TemplateContent") if isinstance(body, dict) else None
+        if create:
+            name = body.get("TemplateName") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not _SES_NAME.fullmatch(name):
+            return _ses_error(400, "BadRequestException", "TemplateName must be 1-64 letters, digits, _ or -")
+        if not isinstance(content, dict) or not all(
+            isinstance(content.get(part, ""), str) for part in ("Subject", "Text", "Html")
+        ):
+            return _ses_error(
+                400, "BadRequestException", "TemplateContent must hold Subject, Text and Html strings"
+            )
+        if not content.get("Subject") or not (content.get("Text") or content.get("Html")):
+            return _ses_error(
+                400, "BadRequestException", "A template needs a Subject and a Text or Html part"
+            )
+        with self._lock:
+            exists = name in self.ses_templates
+        if create and exists:
+            return _ses_error(400, "AlreadyExistsException", f"Template {name} already exists.")
+        if not create and not exists:
+            return _ses_error(404, "NotFoundException", f"Template {name} does not exist.")
+        try:
+            template = SesTemplate.compiled(
+                name, content["Subject"], content.get("Text", ""), content.get("Html", "")
+            )
+        except TemplateSyntaxError as exc:
+            return _ses_error(400, "BadRequestException", f"Template {name} is not valid: {exc}")
+        with self._lock:
+            self.ses_templates[name] = template
+        self.count("ses_templates_created" if create else "ses_templates_updated")
+        return 200, b"{}", {}
+
+    def delete_ses_template(self, name: str) -> None:
+        with self._lock:
+            self.ses_templates.pop(name, None)
+        self.count("ses_templates_deleted")
+
+    def answer_ses(self, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """Status, body and headers answering one ``SendBulkEmail`` (``POST /v2/email/outbound-bulk-emails``).
+
+        A request of the wrong shape, or with more than 50 entries, is refused whole (400
+        ``BadRequestException``, nothing recorded). Otherwise each entry is answered on its own in
+        ``BulkEmailEntryResults``, in order: ``SUCCESS`` with a ``MessageId``, or the ``Status`` a
+        fault gives the address (:attr:`Faults.statuses`), ``INVALID_PARAMETER`` for an address
+        or template data SES would not take, ``TEMPLATE_NOT_FOUND`` for an unknown template. An
+        entry whose data lacks a variable the template uses is accepted, as by SES, but not
+        recorded: SES reports such a message later as a rendering failure and never sends it
+        (counted as ``ses_rendering_failures``).
+        """
+        try:
+            data = orjson.loads(body)
+        except ValueError:
+            data = None
+        problem = _ses_problem(data)
+        if problem:
+            if "at most" in problem:
+                self.count("refused_too_many")
+            self.count("refused_400")
+            return _ses_error(400, "BadRequestException", problem)
+        entries: list[dict[str, Any]] = data["BulkEmailEntries"]
+        template_name = data["DefaultContent"]["Template"].get("TemplateName")
+        with self._lock:
+            template = self.ses_templates.get(template_name) if isinstance(template_name, str) else None
+        statuses = {address.lower(): status for address, status in self.faults.statuses.items()}
+        recorder = self.recorder
+        results: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = []
+        counts: Counter[str] = Counter()
+        for entry, message_id in zip(entries, self._message_ids(len(entries)), strict=True):
+            to = entry["Destination"]["ToAddresses"]
+            address = _first_address(to[0]) if len(to) == 1 and isinstance(to[0], str) else None
+            model = _ses_model(entry)
+            if address is None or not address.isascii():
+                result = {"Status": "INVALID_PARAMETER", "Error": f"Illegal address: {to!r}"}
+            elif model is None:
+                result = {
+                    "Status": "INVALID_PARAMETER",
+                    "Error": "ReplacementTemplateData is not a JSON object",
+                }
+            elif template is None:
+                result = {
+                    "Status": "TEMPLATE_NOT_FOUND",
+                    "Error": f"Template {template_name} does not exist.",
+                }
+            elif address.lower() in statuses:
+                status = statuses[address.lower()]
+                result = {"Status": status, "Error": f"{status} (a fault of the fake ESP)"}
+            else:
+                result = {"Status": "SUCCESS", "MessageId": f"{message_id}-000000"}
+                if not template.variables <= model.keys():
+                    counts["ses_rendering_failures"] += 1
+                elif recorder is not None:
+                    records.append(
+                        self._ses_entry(recorder, data, entry, template, model, address, result["MessageId"])
+                    )
+            counts["accepted" if result["Status"] == "SUCCESS" else f"ses_{result['Status']}"] += 1
+            results.append(result)
+        with self._lock:
+            self.stats["messages"] += len(entries)
+            self.stats.update(counts)
+        if recorder is not None:
+            recorder.write(records)
+        return 200, orjson.dumps({"BulkEmailEntryResults": results}), {}
+
+    def _ses_entry(
+        self,
+        recorder: Recorder,
+        data: dict[str, Any],
+        entry: dict[str, Any],
+        template: SesTemplate,
+        model: dict[str, Any],
+        address: str,
+        message_id: str,
+    ) -> dict[str, Any]:
+        """The record's line for one accepted entry, its template rendered as SES would."""
+        subject, body_html, text = template.render(model)
+        shared = data["DefaultContent"]["Template"]
+        headers = {h["Name"]: h["Value"] for h in shared.get("Headers") or []}
+        headers.update((h["Name"], h["Value"]) for h in entry.get("ReplacementHeaders") or [])
+        tags = {t["Name"]: t["Value"] for t in data.get("DefaultEmailTags") or []}
+        tags.update((t["Name"], t["Value"]) for t in entry.get("ReplacementTags") or [])
+        base = {
+            "provider": "ses",
+            "endpoint": "outbound-bulk-emails",
+            "message_id": message_id,
+            "recipient": address,
+            "to": entry["Destination"]["ToAddresses"],
+            "from": data.get("FromEmailAddress"),
+            "reply_to": data.get("ReplyToAddresses") or [],
+            "configuration_set": data.get("ConfigurationSetName"),
+            "template": template.name,
+            "headers": headers,
+            "tags": tags,
+        }
+        return recorder.entry(base, subject, body_html, text)
+
     # -- HTTP --------------------------------------------------------------------------------
 
     def _routes(self) -> Starlette:
@@ -796,7 +1028,8 @@ class FakeESP:
 
     async def _stats(self, request: Request) -> Response:
         with self._lock:
-            return JSONResponse({**self.stats, "templates": len(self.templates)})
+            templates = {"templates": len(self.templates), "ses_templates": len(self.ses_templates)}
+            return JSONResponse({**self.stats, **templates})
 
     def close(self) -> None:
         if self.recorder is not None:
@@ -832,6 +1065,13 @@ class _FaultLayer:
         mailgun = MAILGUN_PATH.fullmatch(scope["path"])
         if mailgun is not None:
             await self._mailgun(scope, receive, send, mailgun.group(1))
+            return
+        if scope["path"] == SES_SEND_PATH:
+            await self._ses_send(scope, receive, send)
+            return
+        ses_template = SES_TEMPLATES_PATH.fullmatch(scope["path"])
+        if ses_template is not None:
+            await self._ses_templates(scope, receive, send, ses_template.group(1))
             return
         self.esp.count("requests")
         if not self.esp.authorised(_token(scope["headers"])):
@@ -986,6 +1226,94 @@ class _FaultLayer:
                 return
             wait = faults.delay + (faults.slow_seconds if action == "slow" else 0.0)
             await _respond(_delayed(send, wait) if wait else send, status, data)
+
+    async def _ses_refused(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer 403 as SES does, and say so, if the request's signature names the wrong key."""
+        problem = _ses_auth_problem(self.esp, scope["headers"])
+        if problem is None:
+            return False
+        self.esp.count("fault_401")
+        await _drain(receive)
+        status, data, headers = _ses_error(403, *problem)
+        await _respond(send, status, data, headers)
+        return True
+
+    async def _ses_templates(self, scope: Scope, receive: Receive, send: Send, name: str | None) -> None:
+        """SES's ``CreateEmailTemplate`` (POST), and ``Get``/``Update``/``DeleteEmailTemplate``
+        (GET, PUT, DELETE with a name). Faults other than a refused key leave them alone."""
+        esp = self.esp
+        esp.count("requests")
+        if await self._ses_refused(scope, receive, send):
+            return
+        method = scope["method"]
+        if (name is None) != (method == "POST") or method not in ("POST", "GET", "PUT", "DELETE"):
+            await _drain(receive)
+            await _respond(send, *_ses_error(405, "MethodNotAllowedException", "Method Not Allowed"))
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return
+        if method in ("POST", "PUT"):
+            try:
+                data = orjson.loads(body)
+            except ValueError:
+                data = None
+            await _respond(send, *esp.ses_template(name or "", data, create=method == "POST"))
+            return
+        template = esp.ses_templates.get(name or "")
+        if template is None:
+            await _respond(send, *_ses_error(404, "NotFoundException", f"Template {name} does not exist."))
+        elif method == "GET":
+            content = {"Subject": template.subject, "Text": template.text, "Html": template.html}
+            await _respond(send, 200, orjson.dumps({"TemplateName": name, "TemplateContent": content}))
+        else:
+            esp.delete_ses_template(template.name)
+            await _respond(send, 200, b"{}")
+
+    async def _ses_send(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """SES's ``SendBulkEmail`` with the same faults as the other endpoints, SES's answers
+        (403 ``UnrecognizedClientException`` for ``401``, ``TooManyRequestsException`` for 429).
+        ``inactive`` and ``invalid`` do not apply; per-entry failures come from ``statuses``."""
+        esp = self.esp
+        esp.count("requests")
+        if await self._ses_refused(scope, receive, send):
+            return
+        if scope["method"] != "POST":
+            await _drain(receive)
+            await _respond(send, *_ses_error(405, "MethodNotAllowedException", "Method Not Allowed"))
+            return
+        esp.count("send_requests")
+        action = esp.decide()
+        if action != "ok":
+            esp.count(f"fault_{action}")
+        faults = esp.faults
+        if action == "401":
+            await _drain(receive)
+            invalid = "The security token included in the request is invalid."
+            await _respond(send, *_ses_error(403, "UnrecognizedClientException", invalid))
+        elif action == "429":
+            await _drain(receive)
+            await _respond(send, *_ses_error(429, "TooManyRequestsException", "Too Many Requests"))
+        elif action == "500":
+            await _drain(receive)
+            await _respond(send, *_ses_error(500, "InternalFailure", "Internal server error"))
+        elif action == "503":
+            await _drain(receive)
+            await _respond(send, *_ses_error(503, "ServiceUnavailable", "Service unavailable"))
+        elif action == "drop":
+            await _drain(receive)
+            await _drop(send)
+        else:
+            body = await _read_body(receive)
+            if body is None:
+                return
+            with _collector_paused():
+                status, data, headers = esp.answer_ses(body)
+            if action == "drop_after":
+                await _drop(send)
+                return
+            wait = faults.delay + (faults.slow_seconds if action == "slow" else 0.0)
+            await _respond(_delayed(send, wait) if wait else send, status, data, headers)
 
 
 @contextmanager
@@ -1369,6 +1697,131 @@ class _Substituted:
         if self.pattern is not None and tail:
             tail = self.pattern.sub(lambda match: substitutions.get(match.group(0), match.group(0)), tail)
         return Body(self.head, self.head_size, self.head_hash, tail)
+
+
+# -- SES's side -----------------------------------------------------------------------------------
+
+_SES_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SES_TAG = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_SES_HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]{1,126}")
+_SES_HEADER_VALUE = re.compile(r"[\x20-\x7e]{0,870}")
+#: ``AWS4-HMAC-SHA256 Credential=KEY/DATE/REGION/ses/aws4_request, SignedHeaders=…, Signature=…``
+_AWS4 = re.compile(
+    r"AWS4-HMAC-SHA256 Credential=([^/\s,]+)/(\d{8})/([a-z0-9-]+)/ses/aws4_request,\s*"
+    r"SignedHeaders=([a-z0-9;-]+),\s*Signature=[0-9a-f]{64}"
+)
+
+
+def _ses_error(status: int, kind: str, message: str) -> tuple[int, bytes, dict[str, str]]:
+    """An error as SES's REST-JSON protocol answers it: the type in ``x-amzn-ErrorType``, the
+    message in the body (which is what botocore reads back)."""
+    return status, orjson.dumps({"message": message}), {"x-amzn-ErrorType": kind}
+
+
+def _ses_auth_problem(esp: FakeESP, headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, str] | None:
+    """Why SES would refuse this request's signature (error type, message), or None.
+
+    The access key id must be the fake's token; the signature itself is not checked (the fake
+    has no secret key): the adapter's signing is held to botocore's in the tests instead.
+    """
+    value = _header(headers, b"authorization")
+    if not value:
+        return "MissingAuthenticationTokenException", "Missing Authentication Token"
+    match = _AWS4.fullmatch(value.strip())
+    date = _header(headers, b"x-amz-date") or ""
+    if match is None or not date.startswith(match.group(2)) or "host" not in match.group(4).split(";"):
+        return (
+            "IncompleteSignatureException",
+            "Authorization header requires 'Credential', 'Signature', 'SignedHeaders' and 'X-Amz-Date'.",
+        )
+    if not esp.authorised(match.group(1)):
+        return "UnrecognizedClientException", "The security token included in the request is invalid."
+    return None
+
+
+def _ses_tags_ok(tags: Any) -> bool:
+    return tags is None or (
+        isinstance(tags, list)
+        and all(
+            isinstance(tag, dict)
+            and isinstance(tag.get("Name"), str)
+            and isinstance(tag.get("Value"), str)
+            and _SES_TAG.fullmatch(tag["Name"])
+            and _SES_TAG.fullmatch(tag["Value"])
+            for tag in tags
+        )
+    )
+
+
+def _ses_headers_ok(headers: Any) -> bool:
+    return headers is None or (
+        isinstance(headers, list)
+        and len(headers) <= 15
+        and all(
+            isinstance(header, dict)
+            and isinstance(header.get("Name"), str)
+            and isinstance(header.get("Value"), str)
+            and _SES_HEADER_NAME.fullmatch(header["Name"])
+            and _SES_HEADER_VALUE.fullmatch(header["Value"])
+            for header in headers
+        )
+    )
+
+
+def _ses_problem(data: Any) -> str:
+    """What SES would refuse the whole SendBulkEmail request for; empty if nothing."""
+    if not isinstance(data, dict):
+        return "The request body must be a JSON object."
+    entries = data.get("BulkEmailEntries")
+    if not isinstance(entries, list) or not entries:
+        return "BulkEmailEntries must hold at least one entry."
+    if len(entries) > SES_MAX:
+        return f"Too many BulkEmailEntries: {len(entries)} (at most {SES_MAX} per request)."
+    sender = data.get("FromEmailAddress")
+    if not isinstance(sender, str) or _first_address(sender) is None or not sender.isascii():
+        return "FromEmailAddress must be an ASCII email address (names RFC 2047-encoded)."
+    reply_to = data.get("ReplyToAddresses")
+    if reply_to is not None and not (
+        isinstance(reply_to, list) and all(isinstance(a, str) for a in reply_to)
+    ):
+        return "ReplyToAddresses must be a list of addresses."
+    content = data.get("DefaultContent")
+    template = content.get("Template") if isinstance(content, dict) else None
+    if not isinstance(template, dict) or not isinstance(template.get("TemplateName"), str):
+        return "DefaultContent.Template.TemplateName is required."
+    if not isinstance(template.get("TemplateData", ""), str):
+        return "DefaultContent.Template.TemplateData must be a string."
+    if not _ses_headers_ok(template.get("Headers")):
+        return "DefaultContent.Template.Headers: at most 15 printable ASCII headers."
+    if not _ses_tags_ok(data.get("DefaultEmailTags")):
+        return "DefaultEmailTags: names and values may hold only ASCII letters, digits, _ and -."
+    for index, entry in enumerate(entries):
+        where = f"BulkEmailEntries[{index}]"
+        destination = entry.get("Destination") if isinstance(entry, dict) else None
+        to = destination.get("ToAddresses") if isinstance(destination, dict) else None
+        if not isinstance(to, list) or not to:
+            return f"{where}.Destination.ToAddresses is required."
+        if not _ses_tags_ok(entry.get("ReplacementTags")):
+            return f"{where}.ReplacementTags: names and values may hold only ASCII letters, digits, _ and -."
+        if not _ses_headers_ok(entry.get("ReplacementHeaders")):
+            return f"{where}.ReplacementHeaders: at most 15 printable ASCII headers."
+    return ""
+
+
+def _ses_model(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """An entry's ``ReplacementTemplateData`` as an object; None if it is not one."""
+    content = entry.get("ReplacementEmailContent")
+    replacement = content.get("ReplacementTemplate") if isinstance(content, dict) else None
+    raw = replacement.get("ReplacementTemplateData") if isinstance(replacement, dict) else None
+    if raw is None:
+        return {}
+    if not isinstance(raw, str) or len(raw) > 262_144:
+        return None
+    try:
+        model = orjson.loads(raw)
+    except ValueError:
+        return None
+    return model if isinstance(model, dict) else None
 
 
 #: The place part of MessageIDs (``FakeESP._message_ids``) for a full batch, made once.

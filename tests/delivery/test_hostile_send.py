@@ -31,6 +31,7 @@ ISSUE = "2026-11-20.yaml"
         ("NEWSLETTER_ESP_BATCH_SIZE", "-1", "esp.batch_size"),
         ("NEWSLETTER_ESP_WORKERS", "1000", "esp.workers"),
         ("NEWSLETTER_ESP_TIMEOUT", "0", "esp.timeout"),
+        ("NEWSLETTER_ESP_CONFIGURATION_SET", "events; DROP", "esp.configuration_set"),
     ],
 )
 def test_bad_esp_settings_are_one_line_naming_the_key(variable: str, value: str, named: str | None) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
@@ -63,8 +63,13 @@ class Unanswered(Exception):
     """The request was sent and no usable answer came back: its effect is unknown."""
 
 
-def make_client(base_url: str, headers: Mapping[str, str], timeouts: Timeouts) -> httpx.Client:
+def make_client(
+    base_url: str, headers: Mapping[str, str], timeouts: Timeouts, *, auth: httpx.Auth | None = None
+) -> httpx.Client:
     """One pooled client per adapter: connections are kept alive across batches.
+
+    ``auth`` signs each request as it leaves (SES's SigV4, which covers the body and the time);
+    providers with a fixed credential pass it in ``headers`` instead.
 
     ``keepalive_expiry`` is short so that we drop an idle connection before the server does;
     a request written onto a connection the server has just closed would otherwise come back as
@@ -79,6 +84,7 @@ def make_client(base_url: str, headers: Mapping[str, str], timeouts: Timeouts) -
     return httpx.Client(
         base_url=base_url,
         headers={"Accept": "application/json", **headers},
+        auth=auth,
         timeout=timeouts.httpx(),
         transport=transport,
         follow_redirects=False,
@@ -124,14 +130,20 @@ def encode_json(payload: Any) -> bytes:
     return orjson.dumps(payload)
 
 
-def check_status(response: httpx.Response, what: str) -> None:
-    """Raise for the whole-request conditions every provider shares; return for the rest."""
+def check_status(
+    response: httpx.Response, what: str, describe: Callable[[httpx.Response], str] | None = None
+) -> None:
+    """Raise for the whole-request conditions every provider shares; return for the rest.
+
+    ``describe`` words the error for the message (default: the start of the body); SES's, for
+    one, names the error in a header.
+    """
     status = response.status_code
     if status in (401, 403):
-        raise AuthError(f"{what}: HTTP {status}: {short_body(response)}")
+        raise AuthError(f"{what}: HTTP {status}: {(describe or short_body)(response)}")
     if status in RETRY_STATUSES:
         raise RetryableError(
-            f"{what}: HTTP {status}: {short_body(response)}",
+            f"{what}: HTTP {status}: {(describe or short_body)(response)}",
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
 

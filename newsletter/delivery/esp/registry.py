@@ -2,12 +2,15 @@
 
 Adding a provider touches this table, its module and its tests. Secrets come from environment
 variables: each HTTP provider's own (:data:`TOKEN_ENV`) unless ``[esp] token_env`` names another;
-a missing one is a configuration error before anything is sent.
+SES's are AWS's standard ones (:data:`AWS_ENV`). A missing one is a configuration error before
+anything is sent. So is a ``[esp] region`` the provider does not have: what a region is, is each
+provider's own business (Mailgun ``us``/``eu``, SES an AWS region name).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Final
 
@@ -15,7 +18,7 @@ from newsletter.config import EspSettings
 from newsletter.delivery.esp.base import Adapter
 from newsletter.errors import ConfigError
 
-__all__ = ["TOKEN_ENV", "adapter_factory", "providers", "token_env"]
+__all__ = ["AWS_ENV", "TOKEN_ENV", "adapter_factory", "providers", "token_env"]
 
 AdapterFactory = Callable[[], Adapter]
 
@@ -25,6 +28,16 @@ TOKEN_ENV: Final = {
     "sendgrid": "SENDGRID_API_KEY",
     "mailgun": "MAILGUN_API_KEY",
 }
+#: Where SES's credentials come from: the variables every AWS SDK reads (the session token only
+#: for temporary credentials).
+AWS_ENV: Final = {
+    "access_key_id": "AWS_ACCESS_KEY_ID",
+    "secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "session_token": "AWS_SESSION_TOKEN",
+}
+MAILGUN_REGIONS: Final = ("us", "eu")
+#: An AWS region name: ``eu-west-1``, ``us-gov-west-1``, ``ap-southeast-2``.
+_AWS_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
 
 
 def token_env(esp: EspSettings) -> str:
@@ -32,10 +45,10 @@ def token_env(esp: EspSettings) -> str:
     return esp.token_env.strip() or TOKEN_ENV.get(esp.provider, "")
 
 
-def _secret(name: str, environ: Mapping[str, str], what: str) -> str:
+def _secret(name: str, environ: Mapping[str, str], what: str, where: str = " (esp.*_env)") -> str:
     value = environ.get(name, "")
     if not value:
-        raise ConfigError(f"{name} is not set: the {what} comes from that environment variable (esp.*_env)")
+        raise ConfigError(f"{name} is not set: the {what} comes from that environment variable{where}")
     return value
 
 
@@ -84,9 +97,32 @@ def _mailgun(esp: EspSettings, environ: Mapping[str, str]) -> AdapterFactory:
 
     if not esp.domain:
         raise ConfigError("esp.domain: the Mailgun sending domain is required (e.g. mg.example.org)")
+    if esp.region not in ("", *MAILGUN_REGIONS):
+        raise ConfigError(f"esp.region: Mailgun's region must be us or eu, not {esp.region!r}")
     api_key = _secret(token_env(esp), environ, "Mailgun API key")
     base_url = esp.base_url or (MAILGUN_EU_API if esp.region == "eu" else MAILGUN_API)
     return lambda: MailgunAdapter(api_key, esp.domain, base_url=base_url, timeout=esp.timeout)
+
+
+def _ses(esp: EspSettings, environ: Mapping[str, str]) -> AdapterFactory:
+    from newsletter.delivery.esp.ses import SesAdapter
+
+    if not esp.region:
+        raise ConfigError("esp.region: SES needs the AWS region to send from (e.g. eu-west-1)")
+    if not _AWS_REGION.fullmatch(esp.region):
+        raise ConfigError(f"esp.region: {esp.region!r} is not an AWS region name (e.g. eu-west-1)")
+    access_key_id = _secret(AWS_ENV["access_key_id"], environ, "AWS access key id for SES", "")
+    secret_access_key = _secret(AWS_ENV["secret_access_key"], environ, "AWS secret access key for SES", "")
+    session_token = environ.get(AWS_ENV["session_token"], "")
+    return lambda: SesAdapter(
+        access_key_id,
+        secret_access_key,
+        esp.region,
+        session_token=session_token,
+        configuration_set=esp.configuration_set,
+        base_url=esp.base_url or None,
+        timeout=esp.timeout,
+    )
 
 
 _BUILDERS: dict[str, Callable[[EspSettings, Mapping[str, str]], AdapterFactory]] = {
@@ -95,6 +131,7 @@ _BUILDERS: dict[str, Callable[[EspSettings, Mapping[str, str]], AdapterFactory]]
     "postmark": _postmark,
     "sendgrid": _sendgrid,
     "mailgun": _mailgun,
+    "ses": _ses,
 }
 
 
