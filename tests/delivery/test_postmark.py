@@ -13,6 +13,7 @@ import email.utils
 import hashlib
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -101,9 +102,32 @@ def test_template_mode_sends_the_body_once(fake: RunningFakeESP, message: Outgoi
     adapter.close()
     assert fake.esp.stats["templates_created"] == 1
     (template,) = fake.esp.templates.values()
-    assert template.alias == "newsletter-0123456789abcdef"
+    assert template.alias == "newsletter-7-0123456789abcdef"
     assert "%%" not in template.html_body and "{{name}}" in template.html_body
-    assert {e["template"] for e in read_record(record_path)} == {"newsletter-0123456789abcdef"}
+    assert {e["template"] for e in read_record(record_path)} == {"newsletter-7-0123456789abcdef"}
+
+
+def test_a_test_copy_during_the_send_leaves_the_sends_template_alone(
+    fake: RunningFakeESP, message: Outgoing, record_path: Any
+) -> None:
+    """``send --test`` renders the same issue (same content key) as send 0 with a "[TEST]" subject:
+    it must neither rewrite the running send's template nor delete it when it finishes."""
+    sending = PostmarkAdapter(TOKEN, base_url=fake.url)
+    sending.prepare(message)
+    sending.send_batch(message, make_recipients(2))
+    test_copy = replace(message, send_id=0, subject="[TEST] " + message.subject)
+    tester = PostmarkAdapter(TOKEN, base_url=fake.url)
+    tester.prepare(test_copy)
+    tester.send_batch(test_copy, make_recipients(1, start=100))
+    tester.finish(test_copy)
+    tester.close()
+    results = sending.send_batch(message, make_recipients(2, start=2))
+    sending.close()
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 2
+    (template,) = fake.esp.templates.values()
+    assert template.alias == "newsletter-7-0123456789abcdef"
+    subjects = [e["subject"] for e in read_record(record_path)]
+    assert sum(s.startswith("[TEST] ") for s in subjects) == 1 and len(subjects) == 5
 
 
 def test_the_record_has_one_line_per_accepted_message(
@@ -126,8 +150,8 @@ def test_mustachio_translation_escapes_literal_braces() -> None:
     rendered = render_mustachio(compile_mustachio(translated), model, escape=True)
     assert rendered == "a { b } {{c}} {&lt;N&gt;} {{{d}}} e@x"
     assert mustachio("p { color: red }") == ("p { color: red }", False)
-    assert template_alias("ab/cd" * 10, 3) == "newsletter-abcdabcdabcdabcd"
-    assert template_alias("", 3) == "newsletter-send-3"
+    assert template_alias("ab/cd" * 10, 3) == "newsletter-3-abcdabcdabcdabcd"
+    assert template_alias("", 3) == "newsletter-3-issue"
 
 
 @pytest.mark.parametrize("brace", [False, True])

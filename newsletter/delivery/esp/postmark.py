@@ -96,9 +96,12 @@ class Mode(enum.StrEnum):
 
 
 def template_alias(key: str, send_id: int) -> str:
-    """``newsletter-<key[:16]>``: the same content gets the same template in every process."""
+    """``newsletter-<send>-<key[:16]>``: every process of a send, and its resumes, find the same
+    template. The send is in it because the content alone is not enough: a ``--test`` copy of the
+    issue (send 0, a "[TEST]" subject) made while the send runs would otherwise update the send's
+    template, and delete it when done."""
     safe = _ALIAS_UNSAFE.sub("", key)[:16]
-    return f"newsletter-{safe or f'send-{send_id}'}"
+    return f"newsletter-{max(send_id, 0)}-{safe or 'issue'}"
 
 
 def mustachio(body: str) -> tuple[str, bool]:
