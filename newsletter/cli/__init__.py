@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from newsletter.cli import demo as _demo  # noqa: F401  (registers demo)
 from newsletter.cli import dev as _dev  # noqa: F401  (registers dev fake-esp)
 from newsletter.cli import editor as _editor  # noqa: F401  (registers draft/check/preview)
+from newsletter.cli import schedule as _schedule  # noqa: F401  (registers schedule)
 from newsletter.cli import send as _send  # noqa: F401  (registers send/status/worker)
 from newsletter.cli import serve as _serve  # noqa: F401  (registers serve)
 from newsletter.cli import subscribers as _subscribers  # noqa: F401  (registers db/subscribers)

@@ -591,6 +591,7 @@ class SendStatus:
             "state": str(send.state),
             "error": send.error,
             "recipients": send.recipients,
+            "scheduled_at": send.scheduled_at,
             "created_at": send.created_at,
             "started_at": send.started_at,
             "finished_at": send.finished_at,
@@ -605,8 +606,11 @@ class SendStatus:
         lines = [
             f"Send {send.id}  {send.issue_date}  {send.state}  {audience}  via {send.provider}",
             f"  {send.subject}",
-            f"  {send.recipients:,} recipients: {_counts_line(self.counts)}",
         ]
+        if send.scheduled_at is not None:
+            lines.append(f"  scheduled for {send.scheduled_at:%Y-%m-%d %H:%M} UTC")
+        if send.state not in (SendState.SCHEDULED, SendState.CANCELLED, SendState.MISSED):
+            lines.append(f"  {send.recipients:,} recipients: {_counts_line(self.counts)}")
         if send.error:
             lines.append(f"  {send.error}")
         for reason, n in self.counts.failed_by_reason.items():
