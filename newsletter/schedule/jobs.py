@@ -117,8 +117,13 @@ def _job_store(engine: Engine) -> Any:
     return SharedJobStore(engine=engine, tablename=APSCHEDULER_JOBS.name)
 
 
-def make_scheduler(engine: Engine, *, executor: Any = None) -> BaseScheduler:
-    """A background scheduler on the service's database, in UTC.
+#: Every job: run however late (the job judges lateness itself), once for several missed runs.
+JOB_DEFAULTS = {"coalesce": True, "misfire_grace_time": None, "max_instances": 1}
+
+
+def make_scheduler(engine: Engine, *, scheduler_class: Any = None, executor: Any = None) -> BaseScheduler:
+    """A scheduler on the service's database, in UTC: a background thread unless the caller (a
+    test driving the clock) passes another ``scheduler_class`` and ``executor``.
 
     ``misfire_grace_time=None``: APScheduler runs a late job however late, and the job decides
     against the send row's ``scheduled_at`` (``firing.fire_send``): APScheduler's own grace would
@@ -128,12 +133,13 @@ def make_scheduler(engine: Engine, *, executor: Any = None) -> BaseScheduler:
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    return BackgroundScheduler(
+    scheduler: BaseScheduler = (scheduler_class or BackgroundScheduler)(
         jobstores={"default": _job_store(engine)},
         executors={"default": executor or ThreadPoolExecutor(max_workers=2)},
-        job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
+        job_defaults=JOB_DEFAULTS,
         timezone=dt.UTC,
     )
+    return scheduler
 
 
 @contextmanager

@@ -10,6 +10,7 @@ keeps 09:00 at 09:00 across DST changes.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -30,6 +31,11 @@ __all__ = [
 ]
 
 
+#: ``2026-11-27 09:00``, ``2026-11-27T09:00:30``: nothing else (``fromisoformat`` takes more).
+_LOCAL = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?")
+_OFFSET = re.compile(r"T?\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:?\d{2})$")
+
+
 def parse_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name.strip())
@@ -39,12 +45,15 @@ def parse_zone(name: str) -> ZoneInfo:
 
 def local_instant(text: str, zone: ZoneInfo) -> dt.datetime:
     """The UTC instant that ``YYYY-MM-DD HH:MM`` names in ``zone``."""
-    try:
-        naive = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise BadInput(f"--at {text!r}: give a local date and time as YYYY-MM-DD HH:MM") from None
-    if naive.tzinfo is not None:
+    text = text.strip()
+    if _OFFSET.search(text):
         raise BadInput(f"--at {text!r}: give the local time without an offset; the zone comes from --tz")
+    try:
+        if not _LOCAL.fullmatch(text):
+            raise ValueError
+        naive = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInput(f"--at {text[:40]!r}: give a local date and time as YYYY-MM-DD HH:MM") from None
     earlier = naive.replace(tzinfo=zone, fold=0)
     later = naive.replace(tzinfo=zone, fold=1)
     if earlier.utcoffset() != later.utcoffset():
