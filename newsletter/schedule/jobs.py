@@ -39,6 +39,7 @@ __all__ = [
     "run_rule",
     "run_send",
     "send_job_id",
+    "stop_scheduler",
 ]
 
 
@@ -142,15 +143,48 @@ def make_scheduler(engine: Engine, *, scheduler_class: Any = None, executor: Any
     return scheduler
 
 
+def _store_editor() -> Any:
+    from apscheduler.schedulers.base import BaseScheduler
+
+    class StoreEditor(BaseScheduler):
+        """Adds and removes jobs, never runs one: it has no thread and stays paused.
+
+        Not a paused ``BackgroundScheduler``: on shutdown its thread processes due jobs once more,
+        with its executor already shut down (APScheduler 3.11): each fails to submit, and removing
+        it raises ``JobLookupError`` in that thread. The job survives only by that accident; a
+        command that edits the store has no business touching the jobs the worker is about to run.
+        """
+
+        def shutdown(self, wait: bool = True) -> None:
+            super().shutdown(wait)
+
+        def wakeup(self) -> None:
+            pass
+
+    return StoreEditor
+
+
 @contextmanager
 def paused_scheduler(engine: Engine) -> Iterator[BaseScheduler]:
     """A scheduler that only edits the job store (the ``schedule`` commands); it runs nothing."""
-    scheduler = make_scheduler(engine)
+    scheduler = make_scheduler(engine, scheduler_class=_store_editor())
     scheduler.start(paused=True)
     try:
         yield scheduler
     finally:
         scheduler.shutdown(wait=False)
+
+
+def stop_scheduler(scheduler: BaseScheduler) -> None:
+    """Stop a running scheduler, waiting for the job running, without losing a due job.
+
+    ``shutdown`` alone makes APScheduler's thread process due jobs once more after its executor
+    has stopped: they fail to submit, and the attempt to remove them dies with ``JobLookupError``
+    in that thread. Detaching the store first leaves them untouched for the next worker.
+    """
+    scheduler.pause()
+    scheduler.remove_jobstore("default", shutdown=False)
+    scheduler.shutdown(wait=True)
 
 
 def put_send_job(scheduler: BaseScheduler, send: SendInfo) -> None:

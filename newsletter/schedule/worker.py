@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from newsletter.config import Settings
 from newsletter.schedule.firing import Fired, Log, Notify, fire_rule, fire_send
-from newsletter.schedule.jobs import install, make_scheduler, reconcile
+from newsletter.schedule.jobs import install, make_scheduler, reconcile, stop_scheduler
 from newsletter.schedule.times import last_occurrence, parse_zone
 from newsletter.store.db import open_database
 from newsletter.store.ledger import ledger_for
@@ -110,6 +110,6 @@ def run_worker(
                 stop.wait(poll)
     finally:
         if scheduler is not None:
-            scheduler.shutdown(wait=True)
+            stop_scheduler(scheduler)
         engine.dispose()
         log("worker stopped")
