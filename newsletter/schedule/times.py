@@ -90,7 +90,8 @@ def show(instant: dt.datetime, zone: ZoneInfo) -> str:
     """``2026-11-27 09:00 EST (14:00 UTC)``: what an editor reads back."""
     clock = "%Y-%m-%d %H:%M:%S" if instant.second or instant.microsecond else "%Y-%m-%d %H:%M"
     local = instant.astimezone(zone)
-    return f"{local.strftime(clock)} {local:%Z} ({instant.astimezone(dt.UTC).strftime(clock)} UTC)"
+    in_utc = f"{instant.astimezone(dt.UTC).strftime(clock)} UTC"
+    return in_utc if zone.key in ("UTC", "Etc/UTC") else f"{local.strftime(clock)} {local:%Z} ({in_utc})"
 
 
 def weekly_trigger(weekday: str, send_time: dt.time, zone: ZoneInfo) -> CronTrigger:

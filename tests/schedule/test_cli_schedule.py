@@ -56,7 +56,7 @@ def test_schedule_an_issue_then_list_move_and_cancel_it(cli) -> None:
 def test_options_may_come_before_the_issue(cli) -> None:
     done = cli("schedule", "--at", "2026-11-27 09:00", "--tz", "UTC", ISSUE)
     assert done.exit_code == 0, done.output
-    assert "(2026-11-27 09:00 UTC)" in done.output
+    assert "for 2026-11-27 09:00 UTC" in done.output
     assert "2026-11-27 04:00 EST" in cli("schedule", "list").output
 
 
