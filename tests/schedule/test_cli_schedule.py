@@ -110,3 +110,23 @@ def test_bare_schedule_shows_help_and_subcommands_are_not_issues(cli, tmp_path: 
     assert bare.exit_code == 2 and "list" in bare.output and "weekly" in bare.output
     (tmp_path / "list").write_text("not an issue")  # a file named like a subcommand
     assert cli("schedule", "list").exit_code == 0
+
+
+def test_worker_once_sends_what_came_due_while_it_was_down(cli, tmp_path: Path) -> None:
+    assert cli("schedule", ISSUE, "--at", "2026-11-20 12:30").exit_code == 0
+    with time_machine.travel(utc(2026, 11, 20, 18), tick=False):  # 13:00 in New York: 30 min late
+        result = CliRunner().invoke(app, ["worker", "--once"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "started, 1 recipients" in result.output and "finished: 1 accepted" in result.output
+    assert len(list((tmp_path / "outbox").glob("*/*.eml"))) == 1
+
+
+def test_worker_once_marks_a_send_missed_past_the_grace_time(cli, tmp_path: Path) -> None:
+    assert cli("schedule", ISSUE, "--at", "2026-11-20 12:30").exit_code == 0
+    with time_machine.travel(utc(2026, 11, 21, 18), tick=False):  # a day late
+        result = CliRunner().invoke(app, ["worker", "--once"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "missed" in result.output
+    status = cli("status")
+    assert "missed" in status.output and "while no worker ran" in status.output
+    assert not (tmp_path / "outbox").exists() or not list((tmp_path / "outbox").glob("*/*.eml"))

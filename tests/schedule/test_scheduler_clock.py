@@ -188,3 +188,17 @@ def test_stopping_the_worker_scheduler_leaves_due_jobs_in_the_store(
     stop_scheduler(background)
     with scheduler_on(db) as scheduler:
         assert [job.id for job in scheduler.get_jobs()] == [send_job_id(send_id)]
+
+
+@pytest.mark.parametrize("junk", [b"", b"\x80\x05not a pickle", b"\x00" * 4096, b"\x80\x05N."])
+def test_a_damaged_job_row_is_dropped_and_the_send_still_fires(
+    settings: Settings, db: Engine, issues: Path, journal: Journal, junk: bytes
+) -> None:
+    send_id = _schedule(settings, issues)
+    with db.begin() as conn:  # the job's row overwritten with junk, and a stray row beside it
+        conn.execute(APSCHEDULER_JOBS.update().values(job_state=junk))
+        conn.execute(APSCHEDULER_JOBS.insert().values(id="stray", next_run_time=0.0, job_state=junk))
+    with time_machine.travel(DUE, tick=False), scheduler_on(db) as scheduler:
+        assert reconcile(scheduler, db).added == [send_job_id(send_id)]
+        scheduler.tick()
+    assert _state(db, send_id) is SendState.SENDING
