@@ -130,3 +130,21 @@ def test_worker_once_marks_a_send_missed_past_the_grace_time(cli, tmp_path: Path
     status = cli("status")
     assert "missed" in status.output and "while no worker ran" in status.output
     assert not (tmp_path / "outbox").exists() or not list((tmp_path / "outbox").glob("*/*.eml"))
+
+
+@pytest.mark.parametrize("ended", ["cancelled", "missed"])
+def test_send_sends_now_a_scheduled_send_that_never_went_out(cli, tmp_path: Path, ended: str) -> None:
+    assert cli("schedule", ISSUE, "--at", "2026-11-20 12:30").exit_code == 0
+    refused = cli("send", ISSUE, "--yes")
+    assert refused.exit_code == 2 and "is scheduled" in refused.output
+    if ended == "cancelled":
+        assert cli("schedule", "cancel", ISSUE).exit_code == 0
+    else:
+        with time_machine.travel(utc(2026, 11, 22), tick=False):
+            assert CliRunner().invoke(app, ["worker", "--once"], catch_exceptions=False).exit_code == 0
+    sent = cli("send", ISSUE, "--yes")
+    assert sent.exit_code == 0, sent.output
+    assert "is finished: 1 accepted" in sent.output
+    again = cli("send", ISSUE, "--yes")
+    assert again.exit_code == 0 and "Nothing to send." in again.output
+    assert len(list((tmp_path / "outbox").glob("*/*.eml"))) == 1
