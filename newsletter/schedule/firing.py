@@ -39,7 +39,9 @@ class Fired(StrEnum):
     """What a firing did, for the log and the tests."""
 
     STARTED = "started"  #: this worker started the send
-    TAKEN = "taken"  #: another worker (or an earlier firing) got there first; nothing done here
+    #: Someone acted first (another worker, an earlier firing, the editor who cancelled or sent
+    #: it): nothing done here.
+    TAKEN = "taken"
     MISSED = "missed"  #: too late: marked missed, editors told
     REFUSED = "refused"  #: the issue file is missing or fails check: nothing sent, editors told
     NOT_DUE = "not due"  #: fired before the send's time (it was moved): left for its own job
