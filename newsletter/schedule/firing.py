@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from newsletter.config import Settings
 from newsletter.content.calendar import issue_file_for
 from newsletter.delivery.runner import PreparedIssue, prepare_issue
-from newsletter.errors import BadInput
+from newsletter.errors import BadInput, NewsletterError
 from newsletter.schedule.times import last_occurrence, parse_zone, show
 from newsletter.store.db import open_database, writing
 from newsletter.store.ledger import Ledger, SendInfo, SendNotFound, ledger_for
@@ -91,7 +91,7 @@ def fire_send(settings: Settings, send_id: int, *, now: dt.datetime, log: Log, n
             prepared = prepare_issue(Path(send.issue_file), settings)
             if prepared.issue_date != send.issue_date:
                 raise BadInput(f"its date is now {prepared.issue_date}, not {send.issue_date} as scheduled")
-        except BadInput as exc:
+        except (NewsletterError, OSError) as exc:  # anything that keeps the file from going out
             reason = f"at its send time {send.issue_file} could not be sent: {exc}"
             with writing(engine).begin() as conn:
                 moved = ledger_for(conn).set_state(
@@ -153,7 +153,7 @@ def fire_rule(settings: Settings, rule_id: int, *, now: dt.datetime, log: Log, n
         else:
             try:
                 prepared = prepare_issue(path, settings)
-            except BadInput as exc:
+            except (NewsletterError, OSError) as exc:  # anything that keeps the file from going out
                 problem = f"{path} cannot be sent: {exc}"
         with writing(engine).begin() as conn:
             if not Rules(conn).claim_occurrence(rule.id, occurrence):

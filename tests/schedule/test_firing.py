@@ -113,7 +113,7 @@ def test_an_issue_edited_after_scheduling_goes_out_as_edited(
     assert sorted(outbox_recipients(settings)) == sorted(READERS)
 
 
-@pytest.mark.parametrize("damage", ["fails check", "deleted", "binary"])
+@pytest.mark.parametrize("damage", ["fails check", "deleted", "binary", "a directory", "huge"])
 def test_an_issue_that_is_not_fit_at_send_time_is_not_sent(
     settings: Settings, db: Engine, issues: Path, journal: Journal, damage: str
 ) -> None:
@@ -123,6 +123,11 @@ def test_an_issue_that_is_not_fit_at_send_time_is_not_sent(
         make_it_fail_check(path)
     elif damage == "deleted":
         path.unlink()
+    elif damage == "a directory":
+        path.unlink()
+        path.mkdir()
+    elif damage == "huge":
+        path.write_text("title: x\n" + "# padding\n" * 2_000_000, encoding="utf-8")
     else:
         path.write_bytes(b"\x00\xff\xfe" * 1000)
     assert _fire(settings, send_id, DUE, journal) is Fired.REFUSED
