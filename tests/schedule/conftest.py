@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from newsletter.config import Settings, load_settings
 from newsletter.schedule.jobs import install
@@ -49,8 +50,6 @@ def settings(db_url: str, tmp_path: Path, issues: Path, monkeypatch: pytest.Monk
 @pytest.fixture
 def db(settings: Settings) -> Iterator[Engine]:
     engine = make_engine(settings.database.url)
-    from sqlalchemy.orm import Session
-
     with Session(engine) as session:
         repo = SubscriberRepository(session)
         for address in READERS:
