@@ -202,3 +202,21 @@ def test_a_damaged_job_row_is_dropped_and_the_send_still_fires(
         assert reconcile(scheduler, db).added == [send_job_id(send_id)]
         scheduler.tick()
     assert _state(db, send_id) is SendState.SENDING
+
+
+def test_jobs_hold_only_an_id(settings: Settings, db: Engine, issues: Path) -> None:
+    import pickle
+
+    from sqlalchemy import select
+
+    send_id = _schedule(settings, issues)
+    rule = service.set_weekly(settings, "fri", "09:00")
+    with db.connect() as conn:
+        rows = dict(conn.execute(select(APSCHEDULER_JOBS.c.id, APSCHEDULER_JOBS.c.job_state)).all())
+    assert set(rows) == {send_job_id(send_id), rule_job_id(rule.id)}
+    subject = runner.prepare_issue(issues / f"{ISSUE_DATE}.yaml", settings).rendered.subject
+    for job_id, blob in rows.items():
+        state = pickle.loads(blob)
+        assert state["func"] in ("newsletter.schedule.jobs:run_send", "newsletter.schedule.jobs:run_rule")
+        assert state["args"] == (int(job_id.partition(":")[2]),) and state["kwargs"] == {}
+        assert subject.encode() not in blob and b"<html" not in blob
