@@ -126,7 +126,7 @@ def _start(engine: Engine, send: SendInfo, prepared: PreparedIssue, settings: Se
     if not started:
         log(f"send {send.id}: already started by another worker")
         return Fired.TAKEN
-    log(f"send {send.id} ({send.issue_file}): started, {recipients:,} recipients")
+    log(f"send {send.id} ({send.issue_file}): started, {_recipients(recipients)}")
     return Fired.STARTED
 
 
@@ -206,8 +206,12 @@ def _start_for_rule(
         provider=settings.esp.provider,
     )
     recipients = ledger.get_send(send.id).recipients
-    log(f"{what}: send {send.id} ({prepared.path}) started, {recipients:,} recipients")
+    log(f"{what}: send {send.id} ({prepared.path}) started, {_recipients(recipients)}")
     return Fired.STARTED
+
+
+def _recipients(n: int) -> str:
+    return f"{n:,} recipient" + ("" if n == 1 else "s")
 
 
 def _ago(delta: dt.timedelta) -> str:

@@ -117,7 +117,7 @@ def test_worker_once_sends_what_came_due_while_it_was_down(cli, tmp_path: Path) 
     with time_machine.travel(utc(2026, 11, 20, 18), tick=False):  # 13:00 in New York: 30 min late
         result = CliRunner().invoke(app, ["worker", "--once"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "started, 1 recipients" in result.output and "finished: 1 accepted" in result.output
+    assert "started, 1 recipient" in result.output and "finished: 1 accepted" in result.output
     assert len(list((tmp_path / "outbox").glob("*/*.eml"))) == 1
 
 
