@@ -50,6 +50,17 @@ class NewsletterSettings(_Section):
     send_weekday: str = "friday"
     send_time: dt.time = dt.time(9, 0)
     timezone: str = "America/New_York"
+    #: Who hears about a scheduled send that did not go out (a missing or failing issue file, a
+    #: missed time): a plain message through the configured provider. Empty: the worker's log only.
+    editors: list[EmailStr] = []
+
+    @field_validator("editors", mode="before")
+    @classmethod
+    def _address_list(cls, value: object) -> object:
+        """``NEWSLETTER_NEWSLETTER_EDITORS="a@x.org, b@x.org"`` from the environment is a list too."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -95,6 +106,14 @@ class DatabaseSettings(_Section):
 
 class PathsSettings(_Section):
     issues: Path = Path("issues")
+
+
+class ScheduleSettings(_Section):
+    """How ``newsletter worker`` treats scheduled sends."""
+
+    #: A send whose time passed while no worker ran still goes out if a worker starts within this
+    #: many seconds of it; later it becomes ``missed`` (never sent days late).
+    misfire_grace_seconds: int = Field(default=3600, ge=0)
 
 
 class EspSettings(_Section):
@@ -247,6 +266,7 @@ class Settings(_Section):
     paths: PathsSettings = PathsSettings()
     esp: EspSettings = EspSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     source: Path | None = None
 
 

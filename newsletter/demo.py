@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from newsletter.config import Settings
-from newsletter.content.draft import issue_files
+from newsletter.content.calendar import issue_files
 from newsletter.errors import NewsletterError
 from newsletter.preview import PreviewFiles, write_preview
 from newsletter.store.db import make_engine, session_scope, upgrade

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from newsletter.cli import app
 from newsletter.config import Settings
-from newsletter.content.draft import next_send_date
+from newsletter.content.calendar import next_send_date
 from newsletter.content.loader import load_issue
 from tests.conftest import SAMPLE_ISSUES
 from tests.issue_texts import EVERY_KIND

@@ -19,8 +19,9 @@ from newsletter.cli.app import (
     settings_or_exit,
     styled,
 )
+from newsletter.content.calendar import next_send_date
 from newsletter.content.checks import check_issue
-from newsletter.content.draft import next_send_date, write_draft
+from newsletter.content.draft import write_draft
 from newsletter.content.loader import IssueFileError, Problem, load_issue
 from newsletter.errors import NewsletterError
 from newsletter.preview import write_preview

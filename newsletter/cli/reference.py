@@ -22,12 +22,15 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 
 def _commands(group: Any, prefix: str) -> Iterator[tuple[str, Any]]:
-    """Leaf commands in the order they were registered, with their full invocation."""
+    """Leaf commands in the order they were registered, with their full invocation; a group that
+    takes arguments of its own (``schedule ISSUE --at``) is listed too, before its subcommands."""
     for name, command in group.commands.items():
         if command.hidden:
             continue
         path = f"{prefix} {name}"
         if hasattr(command, "commands"):
+            if any(param.name != "help" for param in command.params):
+                yield path, command
             yield from _commands(command, path)
         else:
             yield path, command

@@ -139,22 +139,19 @@ def status(
 @app.command()
 def worker(
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Parallel senders.")] = 1,
-    once: Annotated[bool, typer.Option("--once", help="Exit when no send is running.")] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="Start what is due, send it, and exit when nothing is sending.")
+    ] = False,
     poll: Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between looks for work.")] = 2.0,
     config: ConfigOption = None,
 ) -> None:
-    """Send the pending deliveries of every running send, until stopped (SIGTERM/Ctrl-C)."""
-    from newsletter.delivery import runner
+    """Start scheduled sends on time and send every running send, until stopped (SIGTERM/Ctrl-C)."""
+    from newsletter.schedule.worker import run_worker
 
     settings = settings_or_exit(config)
     with _stop_on_interrupt() as stop:
         try:
-            while not stop.is_set():
-                worked = runner.work_once(settings, stop=stop, workers=workers, log=_log)
-                if once and not worked:
-                    return
-                if not worked:
-                    stop.wait(poll)
+            run_worker(settings, stop=stop, workers=workers, poll=poll, once=once, log=_log)
         except NewsletterError as exc:
             fail(exc)
 

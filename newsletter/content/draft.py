@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from newsletter.config import WEEKDAYS, NewsletterSettings
+from newsletter.content.calendar import issue_file_for, issue_files
 from newsletter.content.loader import load_issue
 from newsletter.errors import BadInput
 from newsletter.render.templates import environment
@@ -28,28 +28,6 @@ class DraftExists(BadInput):
     """The issue file for that date exists already; drafting never overwrites an editor's work."""
 
 
-def next_send_date(settings: NewsletterSettings, now: dt.datetime | None = None) -> dt.date:
-    """The next configured send weekday whose send time is still ahead, in the newsletter's zone."""
-    now = (now or dt.datetime.now(dt.UTC)).astimezone(settings.tz)
-    target = WEEKDAYS.index(settings.send_weekday)
-    days = (target - now.weekday()) % 7
-    if days == 0 and now.time() >= settings.send_time:
-        days = 7
-    return now.date() + dt.timedelta(days=days)
-
-
-def issue_files(directory: Path) -> list[Path]:
-    """Issue files named ``YYYY-MM-DD.yaml``, oldest first."""
-    found = []
-    for path in directory.glob("*.yaml"):
-        try:
-            dt.date.fromisoformat(path.stem)
-        except ValueError:
-            continue
-        found.append(path)
-    return sorted(found)
-
-
 def standing_sections(previous: Path | None) -> list[dict[str, str]]:
     """The standing sections of the last issue, in its order, with its titles."""
     if previous is None:
@@ -64,7 +42,7 @@ def standing_sections(previous: Path | None) -> list[dict[str, str]]:
 
 
 def write_draft(directory: Path, date: dt.date, *, previous: Path | None = None) -> Path:
-    target = directory / f"{date.isoformat()}.yaml"
+    target = issue_file_for(directory, date)
     if target.exists():
         raise DraftExists(f"{target} already exists; drafting never overwrites an issue file")
     if previous is None:
@@ -80,4 +58,3 @@ def write_draft(directory: Path, date: dt.date, *, previous: Path | None = None)
     with target.open("x", encoding="utf-8") as handle:
         handle.write(text)
     return target
-

@@ -156,6 +156,8 @@ def check_resumable(send: SendInfo, prepared: PreparedIssue) -> None:
 
 
 RESUMABLE = (SendState.SENDING, SendState.PAUSED, SendState.STOPPED)
+#: A scheduled send that ended without going out; ``send`` may still send it.
+NEVER_STARTED = (SendState.CANCELLED, SendState.MISSED)
 
 
 def reopen(ledger: Ledger, send: SendInfo, *, retry_unknown: bool) -> int:
@@ -182,6 +184,9 @@ class Plan:
     counts: SendCounts | None
     retry_unknown: bool
     nothing_to_do: bool = False
+    #: A scheduled send that was cancelled or missed before it started: ``send`` starts it now
+    #: (its row is unique per issue and audience, so it is reused rather than created).
+    revive: SendInfo | None = None
 
     @property
     def who(self) -> str:
@@ -265,6 +270,14 @@ def plan(
                 raise BadInput(
                     f"send {existing.id} of this issue is scheduled; change it with `newsletter schedule`"
                 )
+            if existing.state in NEVER_STARTED and existing.started_at is None and not resume:
+                return Plan(
+                    audience=ledger.audience_count(segment),
+                    existing=None,
+                    counts=None,
+                    revive=existing,
+                    **common,
+                )
             if existing.state in (SendState.FINISHED, SendState.CANCELLED, SendState.MISSED) and not unknown:
                 return Plan(audience=0, existing=existing, counts=counts, nothing_to_do=True, **common)
             if existing.state in RESUMABLE and not (resume or retry_unknown or start):
@@ -328,7 +341,9 @@ def execute(
     try:
         with writing(engine).begin() as conn:
             ledger = ledger_for(conn)
-            if the_plan.existing is None:
+            if the_plan.revive is not None:
+                send = _revive(ledger, the_plan.revive, prepared, settings)
+            elif the_plan.existing is None:
                 send = ledger.create_send(
                     issue_file=str(prepared.path),
                     issue_date=prepared.issue_date,
@@ -349,6 +364,22 @@ def execute(
             )
     finally:
         engine.dispose()
+
+
+def _revive(ledger: Ledger, send: SendInfo, prepared: PreparedIssue, settings: Settings) -> SendInfo:
+    """Start a cancelled or missed scheduled send now, with the issue as it is now."""
+    current: dict[str, Any] = {
+        "issue_file": str(prepared.path),
+        "subject": prepared.rendered.subject,
+        "content_hash": prepared.content_hash,
+        "provider": settings.esp.provider,
+    }
+    if not (
+        ledger.reschedule(send.id, dt.datetime.now(dt.UTC), only_from=NEVER_STARTED, **current)
+        and ledger.start_scheduled(send.id, **current)
+    ):
+        raise BadInput(f"send {send.id} changed state while this command ran; run it again")
+    return ledger.get_send(send.id)
 
 
 def _run(
@@ -591,6 +622,7 @@ class SendStatus:
             "state": str(send.state),
             "error": send.error,
             "recipients": send.recipients,
+            "scheduled_at": send.scheduled_at,
             "created_at": send.created_at,
             "started_at": send.started_at,
             "finished_at": send.finished_at,
@@ -605,8 +637,11 @@ class SendStatus:
         lines = [
             f"Send {send.id}  {send.issue_date}  {send.state}  {audience}  via {send.provider}",
             f"  {send.subject}",
-            f"  {send.recipients:,} recipients: {_counts_line(self.counts)}",
         ]
+        if send.scheduled_at is not None:
+            lines.append(f"  scheduled for {send.scheduled_at:%Y-%m-%d %H:%M} UTC")
+        if send.state not in (SendState.SCHEDULED, SendState.CANCELLED, SendState.MISSED):
+            lines.append(f"  {send.recipients:,} recipients: {_counts_line(self.counts)}")
         if send.error:
             lines.append(f"  {send.error}")
         for reason, n in self.counts.failed_by_reason.items():

@@ -202,6 +202,11 @@ class Ledger:
             )
             .returning(Send.id)
         ).scalar_one()
+        self._snapshot(send_id, segment)
+        return self.get_send(send_id)
+
+    def _snapshot(self, send_id: int, segment: str) -> None:
+        """Insert one pending delivery per eligible subscriber, and count them on the send."""
         eligible = self._eligible(segment).subquery()
         # No ORDER BY: the scan's order is the subscribers' id order in practice, and claims go
         # by delivery id whatever it is; sorting a million ids spilled to disk on PostgreSQL.
@@ -225,7 +230,6 @@ class Ledger:
         )
         self.conn.execute(update(Send).where(Send.id == send_id).values(recipients=count))
         self._after_snapshot()
-        return self.get_send(send_id)
 
     def _after_snapshot(self) -> None:
         """Dialect hook: PostgreSQL refreshes the table's statistics (see there)."""
@@ -268,6 +272,88 @@ class Ledger:
     def running_sends(self) -> list[int]:
         query = select(Send.id).where(Send.state == SendState.SENDING).order_by(Send.id)
         return list(self.conn.execute(query).scalars())
+
+    # -- scheduled sends -------------------------------------------------------------------------
+
+    def create_scheduled(
+        self,
+        *,
+        issue_file: str,
+        issue_date: dt.date,
+        segment: str,
+        subject: str,
+        content_hash: str,
+        provider: str,
+        scheduled_at: dt.datetime,
+    ) -> SendInfo:
+        """A send waiting for ``scheduled_at`` (UTC): no audience yet, that is taken when it starts."""
+        send_id = self.conn.execute(
+            insert(Send)
+            .values(
+                issue_file=issue_file,
+                issue_date=issue_date,
+                segment=segment,
+                subject=subject,
+                content_hash=content_hash,
+                provider=provider,
+                state=SendState.SCHEDULED,
+                recipients=0,
+                scheduled_at=scheduled_at,
+                created_at=utcnow(),
+            )
+            .returning(Send.id)
+        ).scalar_one()
+        return self.get_send(send_id)
+
+    def reschedule(
+        self, send_id: int, scheduled_at: dt.datetime, *, only_from: Sequence[SendState], **values: Any
+    ) -> bool:
+        """Set a new time (and state ``scheduled``) on a send in one of ``only_from``; True if it moved.
+
+        ``move`` passes ``scheduled``; scheduling a cancelled or missed send again passes those, with
+        the issue's current ``subject``/``content_hash``/``issue_file`` in ``values``.
+        """
+        query = (
+            update(Send)
+            .where(Send.id == send_id, Send.state.in_(list(only_from)), Send.recipients == 0)
+            .values(state=SendState.SCHEDULED, scheduled_at=scheduled_at, error=None, **values)
+        )
+        return bool(self.conn.execute(query).rowcount)
+
+    def scheduled_sends(self) -> list[SendInfo]:
+        query = select(*Send.__table__.c).where(Send.state == SendState.SCHEDULED).order_by(Send.scheduled_at)
+        return [_send(row) for row in self.conn.execute(query)]
+
+    def start_scheduled(
+        self, send_id: int, *, issue_file: str, subject: str, content_hash: str, provider: str
+    ) -> bool:
+        """Start a scheduled send: ``scheduled`` -> ``sending`` and the audience snapshot, at most once.
+
+        The ``UPDATE … WHERE state = 'scheduled'`` is the guard: of two workers firing the same send
+        (two schedulers on one database, a job and its reconciled twin), the one whose update
+        changes the row wins; on PostgreSQL the other waits for the row lock, then finds the state
+        changed and changes nothing. Only the winner snapshots, in the same transaction. The
+        subject and content hash are the issue as rendered now: an edited file goes out edited.
+        """
+        now = utcnow()
+        moved = self.conn.execute(
+            update(Send)
+            .where(Send.id == send_id, Send.state == SendState.SCHEDULED)
+            .values(
+                state=SendState.SENDING,
+                started_at=now,
+                issue_file=issue_file,
+                subject=subject,
+                content_hash=content_hash,
+                provider=provider,
+                error=None,
+            )
+        ).rowcount
+        if moved != 1:
+            return False
+        segment = self.conn.execute(select(Send.segment).where(Send.id == send_id)).scalar_one()
+        self._snapshot(send_id, segment)
+        return True
 
     # -- claims and outcomes ---------------------------------------------------------------------
 

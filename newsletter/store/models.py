@@ -16,18 +16,24 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Column,
     Date,
     DateTime,
     Dialect,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
+    Time,
     TypeDecorator,
+    Unicode,
     UniqueConstraint,
     func,
 )
@@ -390,3 +396,40 @@ class WebhookNonce(Base):
 
     # Pruning deletes by age.
     __table_args__ = (Index("ix_webhook_nonces_seen_at", "seen_at"),)
+
+
+class ScheduleRule(Base):
+    """A standing weekly send: on ``weekday`` at ``send_time`` in ``timezone``, send that day's issue
+    file to ``segment``. One rule per audience.
+
+    The worker keeps an APScheduler job per rule whose only argument is the rule's id. The local
+    time and the zone are stored, not a UTC instant, so 09:00 stays 09:00 across DST changes.
+    """
+
+    __tablename__ = "schedule_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    weekday: Mapped[str] = mapped_column(String(9))
+    send_time: Mapped[dt.time] = mapped_column(Time)
+    timezone: Mapped[str] = mapped_column(String(64))
+    segment: Mapped[str] = mapped_column(String(2000), default="")
+    #: The last occurrence a worker took on (UTC): moving it is the guard that makes two workers
+    #: handle one occurrence once (one send, or one note to the editors).
+    last_occurrence: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.current_timestamp()
+    )
+
+    __table_args__ = (UniqueConstraint("segment", name="uq_schedule_rules_segment"),)
+
+
+#: APScheduler 3's ``SQLAlchemyJobStore`` table, column for column, so the migration creates it
+#: (``db upgrade`` makes every table) and the job store finds it there. A job holds only a send or
+#: rule id; the send row stays the truth (see ``newsletter.schedule``).
+APSCHEDULER_JOBS = Table(
+    "apscheduler_jobs",
+    Base.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)
