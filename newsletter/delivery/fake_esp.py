@@ -1036,6 +1036,33 @@ class FakeESP:
             self.recorder.close()
 
 
+#: A response as the fault layer writes it: status, body, extra headers (JSON unless they say).
+Answer = tuple[int, bytes, dict[str, str] | None]
+
+
+@dataclass(frozen=True)
+class _FaultAnswers:
+    """How one provider words the injected faults: the one place that knows each provider's
+    error bodies and rate-limit headers, so every sending endpoint runs the same fault script."""
+
+    unauthorized: Answer
+    rate_limited: Callable[[Faults], Answer]
+    failed: Answer
+    unavailable: Callable[[Faults], Answer]
+
+    def for_fault(self, action: str, faults: Faults) -> Answer | None:
+        """The canned answer for ``action``, or None when the fault is not an error response."""
+        if action == "401":
+            return self.unauthorized
+        if action == "429":
+            return self.rate_limited(faults)
+        if action == "500":
+            return self.failed
+        if action == "503":
+            return self.unavailable(faults)
+        return None
+
+
 class _FaultLayer:
     """Pure ASGI in front of the routes: faults need the raw connection, which routes never see.
 
@@ -1088,41 +1115,48 @@ class _FaultLayer:
             await _respond(send, 405, b"Method Not Allowed", {"Allow": "POST"}, "text/plain; charset=utf-8")
             return
 
-        self.esp.count("send_requests")
-        action = self.esp.decide()
-        if action != "ok":
-            self.esp.count(f"fault_{action}")
-        faults = self.esp.faults
-        retry_after = {"Retry-After": _seconds(faults.retry_after)}
-        if action == "401":
-            await _drain(receive)
-            await _respond(send, 401, _error_json(10, "Bad or missing API token."))
-        elif action == "429":
-            await _drain(receive)
-            await _respond(send, 429, _error_json(429, "Rate limit exceeded."), retry_after)
-        elif action == "500":
-            await _drain(receive)
-            await _respond(send, 500, _error_json(500, "Internal server error."))
-        elif action == "503":
-            await _drain(receive)
-            await _respond(send, 503, _error_json(503, "Service unavailable."), retry_after)
-        elif action == "drop":
-            await _drain(receive)
-            await _drop(send)
-        elif action == "drop_after":
-            await self._sending(endpoint, receive, _swallow)
-            await _drop(send)
-        else:
-            wait = faults.delay + (faults.slow_seconds if action == "slow" else 0.0)
-            await self._sending(endpoint, receive, _delayed(send, wait) if wait else send)
+        await self._send_with_faults(
+            receive, send, _POSTMARK_FAULTS, lambda body: (*self.esp.answer(endpoint, body), None)
+        )
 
-    async def _sending(self, endpoint: str, receive: Receive, send: Send) -> None:
+    async def _send_with_faults(
+        self,
+        receive: Receive,
+        send: Send,
+        answers: _FaultAnswers,
+        answer: Callable[[bytes], Answer],
+    ) -> None:
+        """One sending request, after its provider's authentication: the next fault, if any,
+        answered in the provider's words (``answers``), else the provider's answer to the body.
+
+        ``drop_after`` processes the body (the messages count as sent) and then closes the
+        connection without a status line: the client cannot tell whether anything was sent.
+        """
+        esp = self.esp
+        esp.count("send_requests")
+        action = esp.decide()
+        if action != "ok":
+            esp.count(f"fault_{action}")
+        faults = esp.faults
+        canned = answers.for_fault(action, faults)
+        if canned is not None:
+            await _drain(receive)
+            await _respond(send, *canned)
+            return
+        if action == "drop":
+            await _drain(receive)
+            await _drop(send)
+            return
         body = await _read_body(receive)
         if body is None:
             return  # the client went away before the whole request arrived: nothing to answer
         with _collector_paused():
-            status, data = self.esp.answer(endpoint, body)
-        await _respond(send, status, data)
+            status, data, headers = answer(body)
+        if action == "drop_after":
+            await _drop(send)
+            return
+        wait = faults.delay + (faults.slow_seconds if action == "slow" else 0.0)
+        await _respond(_delayed(send, wait) if wait else send, status, data, headers)
 
     async def _sendgrid(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /v3/mail/send`` with the same faults as Postmark's endpoints, SendGrid's answers.
@@ -1141,42 +1175,7 @@ class _FaultLayer:
             await _drain(receive)
             await _respond(send, 405, _sg_error("method not allowed"), {"Allow": "POST"})
             return
-        esp.count("send_requests")
-        action = esp.decide()
-        if action != "ok":
-            esp.count(f"fault_{action}")
-        faults = esp.faults
-        limited = {
-            "Retry-After": _seconds(faults.retry_after),
-            "X-RateLimit-Reset": str(int(time.time() + faults.retry_after)),
-        }
-        if action == "401":
-            await _drain(receive)
-            await _respond(send, 401, _sg_error(_SG_UNAUTHORIZED))
-        elif action == "429":
-            await _drain(receive)
-            await _respond(send, 429, _sg_error("too many requests"), limited)
-        elif action == "500":
-            await _drain(receive)
-            await _respond(send, 500, _sg_error("internal server error"))
-        elif action == "503":
-            await _drain(receive)
-            retry_after = {"Retry-After": limited["Retry-After"]}
-            await _respond(send, 503, _sg_error("service unavailable"), retry_after)
-        elif action == "drop":
-            await _drain(receive)
-            await _drop(send)
-        else:
-            body = await _read_body(receive)
-            if body is None:
-                return
-            with _collector_paused():
-                status, data, headers = esp.answer_sendgrid(body)
-            if action == "drop_after":
-                await _drop(send)
-                return
-            wait = faults.delay + (faults.slow_seconds if action == "slow" else 0.0)
-            await _respond(_delayed(send, wait) if wait else send, status, data, headers)
+        await self._send_with_faults(receive, send, _SENDGRID_FAULTS, esp.answer_sendgrid)
 
     async def _mailgun(self, scope: Scope, receive: Receive, send: Send, domain: str) -> None:
         """``POST /v3/{domain}/messages`` with the same faults as the other endpoints, Mailgun's
@@ -1193,39 +1192,13 @@ class _FaultLayer:
             await _drain(receive)
             await _respond(send, 405, _mg_message("Method Not Allowed"), {"Allow": "POST"})
             return
-        esp.count("send_requests")
-        action = esp.decide()
-        if action != "ok":
-            esp.count(f"fault_{action}")
-        faults = esp.faults
-        retry_after = {"Retry-After": _seconds(faults.retry_after)}
-        if action == "401":
-            await _drain(receive)
-            await _respond(send, 401, b"Forbidden", content_type="text/plain; charset=utf-8")
-        elif action == "429":
-            await _drain(receive)
-            await _respond(send, 429, _mg_message("Too many requests"), retry_after)
-        elif action == "500":
-            await _drain(receive)
-            await _respond(send, 500, _mg_message("Internal server error"))
-        elif action == "503":
-            await _drain(receive)
-            await _respond(send, 503, _mg_message("Service unavailable"), retry_after)
-        elif action == "drop":
-            await _drain(receive)
-            await _drop(send)
-        else:
-            body = await _read_body(receive)
-            if body is None:
-                return
-            content_type = _header(scope["headers"], b"content-type") or ""
-            with _collector_paused():
-                status, data = esp.answer_mailgun(domain, content_type, body)
-            if action == "drop_after":
-                await _drop(send)
-                return
-            wait = faults.delay + (faults.slow_seconds if action == "slow" else 0.0)
-            await _respond(_delayed(send, wait) if wait else send, status, data)
+        content_type = _header(scope["headers"], b"content-type") or ""
+        await self._send_with_faults(
+            receive,
+            send,
+            _MAILGUN_FAULTS,
+            lambda body: (*esp.answer_mailgun(domain, content_type, body), None),
+        )
 
     async def _ses_refused(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer 403 as SES does, and say so, if the request's signature names the wrong key."""
@@ -1282,38 +1255,7 @@ class _FaultLayer:
             await _drain(receive)
             await _respond(send, *_ses_error(405, "MethodNotAllowedException", "Method Not Allowed"))
             return
-        esp.count("send_requests")
-        action = esp.decide()
-        if action != "ok":
-            esp.count(f"fault_{action}")
-        faults = esp.faults
-        if action == "401":
-            await _drain(receive)
-            invalid = "The security token included in the request is invalid."
-            await _respond(send, *_ses_error(403, "UnrecognizedClientException", invalid))
-        elif action == "429":
-            await _drain(receive)
-            await _respond(send, *_ses_error(429, "TooManyRequestsException", "Too Many Requests"))
-        elif action == "500":
-            await _drain(receive)
-            await _respond(send, *_ses_error(500, "InternalFailure", "Internal server error"))
-        elif action == "503":
-            await _drain(receive)
-            await _respond(send, *_ses_error(503, "ServiceUnavailable", "Service unavailable"))
-        elif action == "drop":
-            await _drain(receive)
-            await _drop(send)
-        else:
-            body = await _read_body(receive)
-            if body is None:
-                return
-            with _collector_paused():
-                status, data, headers = esp.answer_ses(body)
-            if action == "drop_after":
-                await _drop(send)
-                return
-            wait = faults.delay + (faults.slow_seconds if action == "slow" else 0.0)
-            await _respond(_delayed(send, wait) if wait else send, status, data, headers)
+        await self._send_with_faults(receive, send, _SES_FAULTS, esp.answer_ses)
 
 
 @contextmanager
@@ -1428,8 +1370,10 @@ async def _respond(
     headers: dict[str, str] | None = None,
     content_type: str = "application/json",
 ) -> None:
+    headers = dict(headers or {})
+    content_type = next((headers.pop(k) for k in list(headers) if k.lower() == "content-type"), content_type)
     raw = [(b"content-type", content_type.encode()), (b"content-length", str(len(data)).encode())]
-    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": data})
 
@@ -1926,3 +1870,39 @@ def serve(
         uvicorn.run(esp.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
     finally:
         esp.close()
+
+
+def _retry_after(faults: Faults) -> dict[str, str]:
+    return {"Retry-After": _seconds(faults.retry_after)}
+
+
+_POSTMARK_FAULTS = _FaultAnswers(
+    unauthorized=(401, _error_json(10, "Bad or missing API token."), None),
+    rate_limited=lambda f: (429, _error_json(429, "Rate limit exceeded."), _retry_after(f)),
+    failed=(500, _error_json(500, "Internal server error."), None),
+    unavailable=lambda f: (503, _error_json(503, "Service unavailable."), _retry_after(f)),
+)
+_SENDGRID_FAULTS = _FaultAnswers(
+    unauthorized=(401, _sg_error(_SG_UNAUTHORIZED), None),
+    rate_limited=lambda f: (
+        429,
+        _sg_error("too many requests"),
+        {**_retry_after(f), "X-RateLimit-Reset": str(int(time.time() + f.retry_after))},
+    ),
+    failed=(500, _sg_error("internal server error"), None),
+    unavailable=lambda f: (503, _sg_error("service unavailable"), _retry_after(f)),
+)
+_MAILGUN_FAULTS = _FaultAnswers(
+    unauthorized=(401, b"Forbidden", {"Content-Type": "text/plain; charset=utf-8"}),
+    rate_limited=lambda f: (429, _mg_message("Too many requests"), _retry_after(f)),
+    failed=(500, _mg_message("Internal server error"), None),
+    unavailable=lambda f: (503, _mg_message("Service unavailable"), _retry_after(f)),
+)
+_SES_FAULTS = _FaultAnswers(
+    unauthorized=_ses_error(
+        403, "UnrecognizedClientException", "The security token included in the request is invalid."
+    ),
+    rate_limited=lambda f: _ses_error(429, "TooManyRequestsException", "Too Many Requests"),
+    failed=_ses_error(500, "InternalFailure", "Internal server error"),
+    unavailable=lambda f: _ses_error(503, "ServiceUnavailable", "Service unavailable"),
+)
