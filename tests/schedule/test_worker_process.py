@@ -120,7 +120,7 @@ def test_a_scheduled_issue_reaches_every_recipient_once(
     worker = _worker(workdir, env, tmp_path / "worker.log")
     try:
         _wait_for(lambda: "worker started" in (tmp_path / "worker.log").read_text(), "the worker")
-        at = _schedule_in(6, workdir, env)
+        at = _schedule_in(12, workdir, env)
         assert _send(db_url)[0] is SendState.SCHEDULED
         _wait_for(lambda: _send(db_url)[0] is SendState.FINISHED, "the send to finish")
     finally:
@@ -143,7 +143,7 @@ def test_a_scheduled_issue_reaches_every_recipient_once(
 def test_the_job_survives_a_restart_and_the_downtime(
     db_url: str, workdir: Path, env: dict[str, str], fake: RunningFakeESP, tmp_path: Path
 ) -> None:
-    at = _schedule_in(8, workdir, env)  # room for a slow machine to start and stop a worker first
+    at = _schedule_in(20, workdir, env)  # room for a slow machine (no bytecode cache) to start and stop a worker
     first = _worker(workdir, env, tmp_path / "first.log")
     _wait_for(lambda: "worker started" in (tmp_path / "first.log").read_text(), "the first worker")
     assert _stop(first) == 0
@@ -165,7 +165,7 @@ def test_two_workers_on_one_database_start_the_send_once(
     try:
         for i in range(2):
             _wait_for(lambda i=i: "worker started" in (tmp_path / f"worker{i}.log").read_text(), "a worker")
-        _schedule_in(6, workdir, env)
+        _schedule_in(12, workdir, env)
         _wait_for(lambda: _send(db_url)[0] is SendState.FINISHED, "the send to finish")
     finally:
         codes = [_stop(worker) for worker in workers]
