@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from newsletter.cli.app import ConfigOption, app, console, fail, file_line, settings_or_exit
-from newsletter.demo import run_demo
 from newsletter.errors import NewsletterError
 
 
@@ -18,6 +17,8 @@ def demo(
     config: ConfigOption = None,
 ) -> None:
     """Render the newest issue, import the sample subscribers and send it to them via the outbox."""
+    from newsletter.demo import run_demo
+
     settings = settings_or_exit(config)
     try:
         result = run_demo(settings, out)
