@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from rich.console import Console
 
+from newsletter.cli.help import Typer
 from newsletter.errors import NewsletterError
 
 if TYPE_CHECKING:  # configuration means pydantic: loaded by the commands that read it, not --help
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # configuration means pydantic: loaded by the commands that r
 
     from newsletter.config import Settings
 
-app = typer.Typer(
+app = Typer(
     name="newsletter",
     help="Write, check, preview and deliver the weekly newsletter.",
     no_args_is_help=True,
@@ -42,6 +43,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         envvar="NEWSLETTER_CONFIG",
+        metavar="FILE",
         help="Path to newsletter.toml (default: ./newsletter.toml, else embedded defaults).",
         show_default=False,
     ),

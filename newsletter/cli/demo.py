@@ -13,7 +13,9 @@ from newsletter.errors import NewsletterError
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the rendered issue.")] = Path("out"),
+    out: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Where to write the rendered issue.")
+    ] = Path("out"),
     config: ConfigOption = None,
 ) -> None:
     """Render the newest issue, import the sample subscribers and send it to them via the outbox."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from newsletter.cli.app import ConfigOption, app, console, err_console, fail, settings_or_exit, styled
+from newsletter.cli.help import Typer, choices
 from newsletter.errors import NewsletterError
 from newsletter.store.statuses import SubscriberStatus
 
@@ -32,8 +33,8 @@ if TYPE_CHECKING:  # the store means SQLAlchemy: imported by the commands, not b
 
 __all__ = ["db_app", "subscribers_app"]
 
-subscribers_app = typer.Typer(help="Manage the subscriber list.", no_args_is_help=True)
-db_app = typer.Typer(help="Create and migrate the database.", no_args_is_help=True)
+subscribers_app = Typer(help="Manage the subscriber list.", no_args_is_help=True)
+db_app = Typer(help="Create and migrate the database.", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(db_app, name="db")
 
@@ -47,14 +48,18 @@ class ImportStatus(enum.StrEnum):
 
 EmailArg = Annotated[str, typer.Argument(help="The subscriber's email address.")]
 StatusOption = Annotated[
-    SubscriberStatus | None, typer.Option("--status", case_sensitive=False, help="Only this status.")
+    SubscriberStatus | None,
+    typer.Option(
+        "--status", metavar=choices(SubscriberStatus), case_sensitive=False, help="Only this status."
+    ),
 ]
 TagOption = Annotated[
-    list[str] | None, typer.Option("--tag", help="Only subscribers with this tag (repeatable).")
+    list[str] | None,
+    typer.Option("--tag", metavar="TAG", help="Only subscribers with this tag (repeatable)."),
 ]
 SegmentOption = Annotated[
     str | None,
-    typer.Option("--segment", help='A tag expression, e.g. "tag:press and not tag:staff".'),
+    typer.Option("--segment", metavar="EXPR", help='A tag expression, e.g. "tag:press and not tag:staff".'),
 ]
 
 
@@ -145,8 +150,8 @@ def _cell(value: object) -> Text:
 @subscribers_app.command("add")
 def add(
     email: EmailArg,
-    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
-    tag: Annotated[list[str] | None, typer.Option(help="A tag (repeatable).")] = None,
+    name: Annotated[str | None, typer.Option(metavar="NAME", help="Display name.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(metavar="TAG", help="A tag (repeatable).")] = None,
     pending: Annotated[bool, typer.Option(help="Add as pending (awaiting confirmation).")] = False,
     resubscribe: Annotated[
         bool, typer.Option(help="The person left earlier and asked to come back.")
@@ -306,9 +311,10 @@ def _print_summary(summary: ImportSummary) -> None:
 def import_(
     file: Annotated[Path, typer.Argument(help="A UTF-8 CSV file with an 'email' column.")],
     status: Annotated[
-        ImportStatus, typer.Option(case_sensitive=False, help="Status of new subscribers.")
+        ImportStatus,
+        typer.Option(metavar=choices(ImportStatus), case_sensitive=False, help="Status of new subscribers."),
     ] = ImportStatus.ACTIVE,
-    tag: Annotated[list[str] | None, typer.Option(help="Tag every imported row.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(metavar="TAG", help="Tag every imported row.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Import subscribers from CSV. Exit 2 if some rows were bad (the others are imported)."""
@@ -352,7 +358,7 @@ def import_(
 
 @subscribers_app.command("export")
 def export(
-    out: Annotated[Path | None, typer.Option(help="Write here instead of to stdout.")] = None,
+    out: Annotated[Path | None, typer.Option(metavar="FILE", help="Write here instead of to stdout.")] = None,
     status: StatusOption = None,
     config: ConfigOption = None,
 ) -> None:
