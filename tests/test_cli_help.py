@@ -51,6 +51,8 @@ def test_help_uses_conventional_names() -> None:
     assert check.splitlines()[0].endswith("check [OPTIONS] ISSUE...")
     schedule = runner.invoke(app, ["schedule", "--help"], terminal_width=200).output
     assert '--at "YYYY-MM-DD HH:MM"' in schedule and "--tz ZONE" in schedule
+    listing = runner.invoke(app, ["schedule", "list", "--help"], terminal_width=200).output
+    assert listing.splitlines()[0].endswith("schedule list [OPTIONS]")  # no [ISSUE] of the group
     count = runner.invoke(app, ["subscribers", "count", "--help"], terminal_width=200).output
     assert "--status [pending|active|unsubscribed|bounced|complained]" in count
     assert "--tag TAG" in count

@@ -40,6 +40,14 @@ class IssueOrCommand(Group):
             ctx.fail(f"unexpected argument {ctx._protected_args[0]!r}")
         return rest
 
+    def get_params(self, ctx: Any) -> list[Any]:
+        """Without ISSUE when asked for a subcommand's usage line: ``schedule list``, not
+        ``schedule [ISSUE] list`` (click puts a group's arguments in its subcommands' paths)."""
+        params: list[Any] = super().get_params(ctx)
+        if ctx.command is self:
+            return params
+        return [param for param in params if param.param_type_name != "argument"]
+
 
 schedule_app = Typer(
     cls=IssueOrCommand,
