@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from newsletter.cli import app
 from newsletter.config import Settings
-from newsletter.content.calendar import next_send_date
+from newsletter.content.calendar import next_free_send_date, next_send_date
 from newsletter.content.loader import load_issue
 from tests.conftest import SAMPLE_ISSUES
 from tests.issue_texts import EVERY_KIND
@@ -97,6 +97,44 @@ def test_draft_writes_standing_sections_and_refuses_to_overwrite(workdir):
     assert again.exit_code == 2
     assert "already exists" in again.output
     assert path.read_text() == text
+
+
+def test_draft_takes_the_first_send_date_without_a_file_and_says_which(workdir, time_machine):
+    """On a fresh clone next Friday's file is a sample: the draft goes to the week after."""
+    time_machine.move_to(dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC), tick=False)  # a Wednesday
+    sample = workdir / "issues" / "2026-11-27.yaml"
+    before = sample.read_bytes()
+    first = runner.invoke(app, ["draft"])
+    assert first.exit_code == 0, first.output
+    assert first.output.splitlines() == [
+        f"Wrote {workdir / 'issues' / '2026-12-04.yaml'}: the issue for Friday 2026-12-04",
+        "  skipped 2026-11-27: an issue file exists for that date",
+    ]
+    assert sample.read_bytes() == before
+    second = runner.invoke(app, ["draft"])
+    assert second.exit_code == 0, second.output
+    assert "the issue for Friday 2026-12-11" in second.output
+    assert "skipped 2026-11-27, 2026-12-04:" in second.output
+    assert (workdir / "issues" / "2026-12-11.yaml").exists()
+
+
+def test_draft_of_a_free_next_send_date_skips_nothing(workdir, time_machine):
+    time_machine.move_to(dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC), tick=False)
+    (workdir / "issues" / "2026-11-27.yaml").unlink()
+    result = runner.invoke(app, ["draft"])
+    assert result.exit_code == 0, result.output
+    assert (
+        result.output == f"Wrote {workdir / 'issues' / '2026-11-27.yaml'}: the issue for Friday 2026-11-27\n"
+    )
+
+
+def test_next_free_send_date_walks_past_existing_files(tmp_path: Path):
+    settings = Settings().newsletter  # friday 09:00 America/New_York
+    wednesday = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+    assert next_free_send_date(settings, tmp_path / "missing", wednesday) == dt.date(2026, 11, 27)
+    for day in ("2026-11-27", "2026-12-04", "2026-12-18"):  # a gap: the 11th is free
+        (tmp_path / f"{day}.yaml").write_text("")
+    assert next_free_send_date(settings, tmp_path, wednesday) == dt.date(2026, 12, 11)
 
 
 def test_draft_rejects_a_bad_date(workdir):

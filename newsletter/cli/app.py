@@ -4,26 +4,36 @@ Both consoles print text, never markup: subscriber names, addresses, file paths 
 are user data, and to rich ``[/]`` is a syntax error and ``[link=...]`` a hyperlink. So
 ``markup=False`` and ``emoji=False`` (``:smile:`` stays as typed) for everything printed, and the few
 styled words are :class:`rich.text.Text` spans (see :func:`styled`).
+
+Help is click's plain help, and every option that takes a value names it with a metavar in
+capitals (``--at "YYYY-MM-DD HH:MM"``, ``--segment EXPR``); the shared ones are defined here.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.text import Text
 
-from newsletter.config import Settings, load_settings
+from newsletter.cli.help import Typer
 from newsletter.errors import NewsletterError
 
-app = typer.Typer(
+if TYPE_CHECKING:  # configuration means pydantic: loaded by the commands that read it, not --help
+    from rich.text import Text
+
+    from newsletter.config import Settings
+
+app = Typer(
     name="newsletter",
     help="Write, check, preview and deliver the weekly newsletter.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help, inherited by every group: conventional ``--segment EXPR`` metavars, flags
+    # without one (typer's rich panels print ``--yes <bool>``), and no rich import for ``--help``.
+    rich_markup_mode=None,
 )
 console = Console(soft_wrap=True, highlight=False, markup=False, emoji=False)
 err_console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False, emoji=False)
@@ -33,6 +43,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         envvar="NEWSLETTER_CONFIG",
+        metavar="FILE",
         help="Path to newsletter.toml (default: ./newsletter.toml, else embedded defaults).",
         show_default=False,
     ),
@@ -45,6 +56,8 @@ def file_line(label: str, path: Path) -> str:
 
 
 def settings_or_exit(config: Path | None) -> Settings:
+    from newsletter.config import load_settings
+
     try:
         return load_settings(config)
     except NewsletterError as exc:
@@ -53,6 +66,8 @@ def settings_or_exit(config: Path | None) -> Settings:
 
 def styled(label: str, style: str, message: object = "") -> Text:
     """``label`` in ``style``, then ``message`` as plain text: ``error: ...``, ``warning: ...``."""
+    from rich.text import Text
+
     text = Text(label, style=style)
     if message != "":
         text.append(f" {message}")

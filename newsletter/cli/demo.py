@@ -8,16 +8,19 @@ from typing import Annotated
 import typer
 
 from newsletter.cli.app import ConfigOption, app, console, fail, file_line, settings_or_exit
-from newsletter.demo import run_demo
 from newsletter.errors import NewsletterError
 
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the rendered issue.")] = Path("out"),
+    out: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Where to write the rendered issue.")
+    ] = Path("out"),
     config: ConfigOption = None,
 ) -> None:
     """Render the newest issue, import the sample subscribers and send it to them via the outbox."""
+    from newsletter.demo import run_demo
+
     settings = settings_or_exit(config)
     try:
         result = run_demo(settings, out)

@@ -13,9 +13,10 @@ from typing import Annotated, cast
 import typer
 
 from newsletter.cli.app import app, console, fail
+from newsletter.cli.help import Typer
 from newsletter.errors import BadInput
 
-dev_app = typer.Typer(
+dev_app = Typer(
     name="dev",
     help="Development tools: a fake email service provider for local sends and benchmarks.",
     no_args_is_help=True,
@@ -32,43 +33,69 @@ def dev() -> None:
 
 @dev_app.command("fake-esp")
 def fake_esp(
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8025,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port to listen on.")] = 8025,
+    host: Annotated[str, typer.Option("--host", metavar="ADDR", help="Address to listen on.")] = "127.0.0.1",
     record: Annotated[
         Path | None,
-        typer.Option("--record", help="Append one JSON line per accepted message to this file."),
+        typer.Option(
+            "--record", metavar="FILE", help="Append one JSON line per accepted message to this file."
+        ),
     ] = None,
     record_bodies: Annotated[
         str,
-        typer.Option("--record-bodies", help="Bodies kept in the record: none, text or all (with HTML)."),
+        typer.Option(
+            "--record-bodies",
+            metavar="none|text|all",
+            help="Bodies kept in the record: none, text or all (with HTML).",
+        ),
     ] = "text",
     token: Annotated[
-        str, typer.Option("--token", help="The server token it accepts (SES: the access key id).")
+        str,
+        typer.Option(
+            "--token", metavar="TOKEN", help="The server token it accepts (SES: the access key id)."
+        ),
     ] = "fake-token",
     fail_rate: Annotated[
-        float, typer.Option("--fail-rate", min=0.0, max=1.0, help="Share of batches answered 503.")
+        float,
+        typer.Option("--fail-rate", metavar="SHARE", min=0.0, max=1.0, help="Share of batches answered 503."),
     ] = 0.0,
     rate_limit_rate: Annotated[
-        float, typer.Option("--429-rate", min=0.0, max=1.0, help="Share of batches answered 429.")
+        float,
+        typer.Option("--429-rate", metavar="SHARE", min=0.0, max=1.0, help="Share of batches answered 429."),
     ] = 0.0,
     error_rate: Annotated[
-        float, typer.Option("--500-rate", min=0.0, max=1.0, help="Share of batches answered 500.")
+        float,
+        typer.Option("--500-rate", metavar="SHARE", min=0.0, max=1.0, help="Share of batches answered 500."),
     ] = 0.0,
     drop_rate: Annotated[
         float,
-        typer.Option("--drop-rate", min=0.0, max=1.0, help="Share of batches whose connection is dropped."),
+        typer.Option(
+            "--drop-rate",
+            metavar="SHARE",
+            min=0.0,
+            max=1.0,
+            help="Share of batches whose connection is dropped.",
+        ),
     ] = 0.0,
     retry_after: Annotated[
-        float, typer.Option("--retry-after", min=0.0, help="Retry-After seconds sent with 429 and 503.")
+        float,
+        typer.Option(
+            "--retry-after", metavar="SECONDS", min=0.0, help="Retry-After seconds sent with 429 and 503."
+        ),
     ] = 1.0,
     delay: Annotated[
-        float, typer.Option("--delay", min=0.0, help="Seconds every batch waits before its answer.")
+        float,
+        typer.Option(
+            "--delay", metavar="SECONDS", min=0.0, help="Seconds every batch waits before its answer."
+        ),
     ] = 0.0,
     inactive: Annotated[
         list[str] | None,
-        typer.Option("--inactive", help="Recipient answered ErrorCode 406 (inactive); repeatable."),
+        typer.Option(
+            "--inactive", metavar="ADDR", help="Recipient answered ErrorCode 406 (inactive); repeatable."
+        ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for the fault rates.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for the fault rates.")] = 0,
 ) -> None:
     """Serve a fake Postmark (batch, batch with templates, templates), SendGrid (v3 mail/send),
     Mailgun (v3 messages) and SES (v2 SendBulkEmail, templates) with injectable faults."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,41 +19,53 @@ from newsletter.cli.app import (
     settings_or_exit,
     styled,
 )
-from newsletter.content.calendar import next_send_date
-from newsletter.content.checks import check_issue
-from newsletter.content.draft import write_draft
-from newsletter.content.loader import IssueFileError, Problem, load_issue
 from newsletter.errors import NewsletterError
-from newsletter.preview import write_preview
+
+if TYPE_CHECKING:
+    from newsletter.content.loader import Problem
 
 
 @app.command()
 def draft(
     date: Annotated[
-        str | None, typer.Option(help="Send date YYYY-MM-DD (default: next send weekday).")
+        str | None,
+        typer.Option(
+            metavar="YYYY-MM-DD",
+            help="Send date (default: the next send weekday that has no issue file yet).",
+        ),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Write the next issue file with the standing sections of the last issue as skeletons."""
+    from newsletter.content.calendar import next_free_send_date, next_send_date
+    from newsletter.content.draft import write_draft
+
     settings = settings_or_exit(config)
+    issues, now = settings.paths.issues, dt.datetime.now(dt.UTC)
     try:
-        day = dt.date.fromisoformat(date) if date else next_send_date(settings.newsletter)
+        day = dt.date.fromisoformat(date) if date else next_free_send_date(settings.newsletter, issues, now)
     except ValueError:
         raise typer.BadParameter(f"{date!r} is not a date (YYYY-MM-DD)", param_hint="--date") from None
     try:
-        path = write_draft(settings.paths.issues, day)
+        path = write_draft(issues, day)
     except NewsletterError as exc:
         fail(exc)
-    console.print(f"Wrote {path}")
+    console.print(f"Wrote {path}: the issue for {day:%A %Y-%m-%d}")
+    if not date and (weeks := (day - next_send_date(settings.newsletter, now)).days // 7):
+        skipped = ", ".join(str(day - dt.timedelta(weeks=n)) for n in range(weeks, 0, -1))
+        console.print(f"  skipped {skipped}: an issue file exists for that date")
 
 
 @app.command()
 def check(
-    issues: Annotated[list[Path], typer.Argument(help="Issue files to check.")],
+    issues: Annotated[list[Path], typer.Argument(metavar="ISSUE...", help="Issue files to check.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print problems as JSON.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Validate and lint issue files. Exit 0 clean, 1 on a failed check, 2 on a malformed file."""
+    from newsletter.content.checks import check_issue
+    from newsletter.content.loader import IssueFileError, load_issue
+
     settings = settings_or_exit(config)
     problems: list[Problem] = []
     malformed = False
@@ -77,14 +89,18 @@ def check(
 
 @app.command()
 def preview(
-    issue: Annotated[Path, typer.Argument(help="The issue file to render.")],
-    out: Annotated[Path, typer.Option("--out", help="Directory for email.html and email.txt.")],
+    issue: Annotated[Path, typer.Argument(metavar="ISSUE", help="The issue file to render.")],
+    out: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Directory for email.html and email.txt.")
+    ],
     screenshot: Annotated[
         bool, typer.Option("--screenshot", help="Also write PNGs at 375 and 600 px wide.")
     ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Render an issue to DIR/email.html and DIR/email.txt and print their sizes."""
+    from newsletter.preview import write_preview
+
     settings = settings_or_exit(config)
     try:
         files = write_preview(issue, out, settings.newsletter, screenshots=screenshot)

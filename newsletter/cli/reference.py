@@ -14,6 +14,7 @@ from typing import Any
 import typer
 
 from newsletter.cli import app
+from newsletter.cli.help import argument_name
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
@@ -39,8 +40,9 @@ def _commands(group: Any, prefix: str) -> Iterator[tuple[str, Any]]:
 def _param_line(param: Any) -> str:
     if param.param_type_name == "argument":
         help_text = f": {param.help}" if getattr(param, "help", None) else ""
-        return f"- `{param.name.upper()}`{help_text}{' (required)' if param.required else ''}"
-    names = ", ".join(f"`{opt}`" for opt in param.opts)
+        return f"- `{argument_name(param)}`{help_text}{' (required)' if param.required else ''}"
+    value = "" if param.is_flag or not param.metavar else f" {param.metavar}"
+    names = ", ".join(f"`{opt}{value}`" for opt in param.opts)
     text = f"- {names}: {param.help or ''}".rstrip(": ")
     if param.envvar:
         text += f" (env `{param.envvar}`)"

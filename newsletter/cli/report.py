@@ -20,7 +20,11 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (structure in the README).")] = False,
     plot: Annotated[
         Path | None,
-        typer.Option("--plot", help="Also draw events per hour after each send to FILE.png or FILE.svg."),
+        typer.Option(
+            "--plot",
+            metavar="FILE",
+            help="Also draw events per hour after each send to FILE.png or FILE.svg.",
+        ),
     ] = None,
     config: ConfigOption = None,
 ) -> None:

@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from newsletter.cli.app import ConfigOption, app, console, err_console, fail, settings_or_exit
+from newsletter.cli.help import Group, Typer
 from newsletter.errors import NewsletterError
 
 __all__ = ["schedule_app"]
 
 
-class IssueOrCommand(TyperGroup):
+class IssueOrCommand(Group):
     """A group whose first word is either a subcommand or the group's own ISSUE argument.
 
     Click would read any first word as ISSUE (``list`` included), so a known subcommand name is
@@ -40,8 +40,16 @@ class IssueOrCommand(TyperGroup):
             ctx.fail(f"unexpected argument {ctx._protected_args[0]!r}")
         return rest
 
+    def get_params(self, ctx: Any) -> list[Any]:
+        """Without ISSUE when asked for a subcommand's usage line: ``schedule list``, not
+        ``schedule [ISSUE] list`` (click puts a group's arguments in its subcommands' paths)."""
+        params: list[Any] = super().get_params(ctx)
+        if ctx.command is self:
+            return params
+        return [param for param in params if param.param_type_name != "argument"]
 
-schedule_app = typer.Typer(
+
+schedule_app = Typer(
     cls=IssueOrCommand,
     invoke_without_command=True,
     help='Schedule an issue: `newsletter schedule ISSUE --at "2026-11-27 09:00"`; or list, cancel, '
@@ -49,15 +57,22 @@ schedule_app = typer.Typer(
 )
 app.add_typer(schedule_app, name="schedule")
 
+AT_METAVAR = '"YYYY-MM-DD HH:MM"'  # quoted as it must be typed: one word with a space in it
 SegmentOption = Annotated[
-    str | None, typer.Option("--segment", help='Only this segment, e.g. "tag:press and not tag:staff".')
+    str | None,
+    typer.Option("--segment", metavar="EXPR", help='Only this segment, e.g. "tag:press and not tag:staff".'),
 ]
 AtOption = Annotated[
     str | None,
-    typer.Option("--at", help='Local date and time, "YYYY-MM-DD HH:MM" (in the newsletter\'s zone).'),
+    typer.Option(
+        "--at",
+        metavar=AT_METAVAR,
+        help='Local date and time, "YYYY-MM-DD HH:MM" (in the newsletter\'s zone).',
+    ),
 ]
 TzOption = Annotated[
-    str | None, typer.Option("--tz", help="Read --at in this zone (default: the newsletter's timezone).")
+    str | None,
+    typer.Option("--tz", metavar="ZONE", help="Read --at in this zone (default: the newsletter's timezone)."),
 ]
 
 
@@ -65,7 +80,7 @@ TzOption = Annotated[
 def schedule(
     ctx: typer.Context,
     issue: Annotated[
-        Path | None, typer.Argument(help="The issue file to schedule.", show_default=False)
+        Path | None, typer.Argument(metavar="ISSUE", help="The issue file to schedule.", show_default=False)
     ] = None,
     at: AtOption = None,
     tz: TzOption = None,
@@ -132,7 +147,9 @@ def cancel(
 @schedule_app.command()
 def move(
     issue: Annotated[Path, typer.Argument(help="The issue file (or its date, 2026-11-27).")],
-    at: Annotated[str, typer.Option("--at", help='The new local date and time, "YYYY-MM-DD HH:MM".')],
+    at: Annotated[
+        str, typer.Option("--at", metavar=AT_METAVAR, help='The new local date and time, "YYYY-MM-DD HH:MM".')
+    ],
     tz: TzOption = None,
     segment: SegmentOption = None,
     config: ConfigOption = None,
@@ -150,8 +167,8 @@ def move(
 
 @schedule_app.command()
 def weekly(
-    day: Annotated[str | None, typer.Option("--day", help="Weekday: mon … sun.")] = None,
-    time: Annotated[str | None, typer.Option("--time", help="Local time, HH:MM.")] = None,
+    day: Annotated[str | None, typer.Option("--day", metavar="DAY", help="Weekday: mon … sun.")] = None,
+    time: Annotated[str | None, typer.Option("--time", metavar="HH:MM", help="Local time, HH:MM.")] = None,
     off: Annotated[bool, typer.Option("--off", help="Remove the standing rule.")] = False,
     segment: SegmentOption = None,
     config: ConfigOption = None,

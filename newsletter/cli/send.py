@@ -19,7 +19,8 @@ from newsletter.errors import NewsletterError
 __all__ = ["send", "status", "worker"]
 
 SegmentOption = Annotated[
-    str | None, typer.Option("--segment", help='Only this segment, e.g. "tag:press and not tag:staff".')
+    str | None,
+    typer.Option("--segment", metavar="EXPR", help='Only this segment, e.g. "tag:press and not tag:staff".'),
 ]
 
 
@@ -57,14 +58,21 @@ def send(
     ] = False,
     test: Annotated[
         list[str] | None,
-        typer.Option("--test", help="Send a [TEST] copy to this address, outside the ledger (repeatable)."),
+        typer.Option(
+            "--test",
+            metavar="ADDR",
+            help="Send a [TEST] copy to this address, outside the ledger (repeatable).",
+        ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", min=1, max=64, help="Batches in flight per process.")
+        int | None,
+        typer.Option("--workers", metavar="N", min=1, max=64, help="Batches in flight per process."),
     ] = None,
     processes: Annotated[
         int | None,
-        typer.Option("--processes", min=1, max=64, help="Processes sending at once (uses more cores)."),
+        typer.Option(
+            "--processes", metavar="N", min=1, max=64, help="Processes sending at once (uses more cores)."
+        ),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -138,11 +146,15 @@ def status(
 
 @app.command()
 def worker(
-    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Parallel senders.")] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", metavar="N", min=1, max=64, help="Parallel senders.")
+    ] = 1,
     once: Annotated[
         bool, typer.Option("--once", help="Start what is due, send it, and exit when nothing is sending.")
     ] = False,
-    poll: Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between looks for work.")] = 2.0,
+    poll: Annotated[
+        float, typer.Option("--poll", metavar="SECONDS", min=0.1, help="Seconds between looks for work.")
+    ] = 2.0,
     config: ConfigOption = None,
 ) -> None:
     """Start scheduled sends on time and send every running send, until stopped (SIGTERM/Ctrl-C)."""

@@ -14,8 +14,10 @@ __all__ = ["serve"]
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option("--host", metavar="ADDR", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", min=1, max=65535, help="Port to listen on.")
+    ] = 8000,
     config: ConfigOption = None,
 ) -> None:
     """Receive provider webhooks at /webhooks/<provider> (bounces, complaints, unsubscribes)."""

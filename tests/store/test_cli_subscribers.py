@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 
 from newsletter.cli import app
 from newsletter.store.db import head_revision, make_engine
+from newsletter.store.ledger import Ledger
+from newsletter.store.privacy import address_hash
 
 
 @pytest.fixture
@@ -50,7 +52,10 @@ def test_add_show_count_list_remove_forget(cli) -> None:
     assert shown.exit_code == 0 and "Ann@Example.com" in shown.output and "press" in shown.output
     assert cli("subscribers", "count", "--tag", "press").output.strip() == "1"
     assert cli("subscribers", "count", "--status", "pending").output.strip() == "1"
-    assert cli("subscribers", "count", "--segment", "tag:press or tag:staff").output.strip() == "2"
+    # A segment counts who would receive an issue (Ann), not pending Bob, unless --status says so.
+    assert cli("subscribers", "count", "--segment", "tag:press or tag:staff").output.strip() == "1"
+    both = ("--segment", "tag:press or tag:staff", "--status", "pending")
+    assert cli("subscribers", "count", *both).output.strip() == "1"
     bad = cli("subscribers", "count", "--segment", "tag:press and")
     assert bad.exit_code == 2 and "position 14" in bad.output
     assert "active" in cli("subscribers", "count").output
@@ -153,3 +158,52 @@ def test_forget_says_what_it_erased_and_what_it_cannot_reach(cli, db_url: str) -
     assert ("pg_wal" in lines[3]) == db_url.startswith("postgresql")
     assert cli("subscribers", "count", "--status", "active").output.strip() == "0"
     assert "suppressed" in cli("subscribers", "show", "nobody@example.com").output
+
+
+def test_a_filtered_count_counts_who_would_receive_the_issue(cli, db_url: str) -> None:
+    """With --tag or --segment and no --status: active and not suppressed, as a send snapshots."""
+    for email, extra in (
+        ("ann@example.com", ()),
+        ("bob@example.com", ("--pending",)),
+        ("cat@example.com", ()),
+        ("dan@example.com", ()),
+        ("eve@example.com", ()),
+    ):
+        assert cli("subscribers", "add", email, "--tag", "press", *extra).exit_code == 0
+    assert cli("subscribers", "remove", "cat@example.com").exit_code == 0
+    engine = make_engine(db_url)
+    try:  # an address suppressed while its row stays active (a complaint from another path)
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO suppressions (address_hash, reason) VALUES (:h, 'complained')"),
+                {"h": address_hash("dan@example.com")},
+            )
+        with engine.connect() as conn:
+            would_send = Ledger(conn).audience_count("tag:press")
+    finally:
+        engine.dispose()
+    for filters in (("--segment", "tag:press"), ("--tag", "press"), ("--segment", "not tag:staff")):
+        counted = cli("subscribers", "count", *filters)
+        assert counted.exit_code == 0, counted.output
+        assert counted.output.strip() == "2", filters  # Ann and Eve
+    assert would_send == 2  # the ledger's snapshot agrees: one rule for both
+    assert (
+        cli("subscribers", "count", "--segment", "tag:press", "--status", "unsubscribed").output.strip()
+        == "1"
+    )
+    assert cli("subscribers", "count", "--segment", "tag:press", "--status", "active").output.strip() == "3"
+    assert cli("subscribers", "count", "--tag", "staff").output.strip() == "0"
+
+
+def test_a_piped_list_is_tab_separated_and_nothing_is_cut_short(cli) -> None:
+    long_address = "a-very-long-local-part-that-a-terminal-table-would-cut@" + "sub." * 12 + "example.com"
+    name = 'Zoë "Z" Tab\there'
+    assert cli("subscribers", "add", long_address, "--name", name, "--tag", "press").exit_code == 0
+    assert cli("subscribers", "add", "bob@example.com").exit_code == 0
+    listed = cli("subscribers", "list")  # CliRunner's stdout is not a terminal, as in a pipe
+    assert listed.exit_code == 0, listed.output
+    rows = list(csv.reader(io.StringIO(listed.stdout), dialect="excel-tab"))
+    assert rows[0] == ["email", "name", "status", "tags", "created"]
+    assert rows[1][:4] == [long_address, name, "active", "press"]
+    assert rows[2][:4] == ["bob@example.com", "", "active", ""]
+    assert len(rows) == 3
