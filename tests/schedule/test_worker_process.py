@@ -143,7 +143,7 @@ def test_a_scheduled_issue_reaches_every_recipient_once(
 def test_the_job_survives_a_restart_and_the_downtime(
     db_url: str, workdir: Path, env: dict[str, str], fake: RunningFakeESP, tmp_path: Path
 ) -> None:
-    at = _schedule_in(20, workdir, env)  # room for a slow machine (no bytecode cache) to start and stop a worker
+    at = _schedule_in(20, workdir, env)  # room to start and stop a worker (no bytecode cache)
     first = _worker(workdir, env, tmp_path / "first.log")
     _wait_for(lambda: "worker started" in (tmp_path / "first.log").read_text(), "the first worker")
     assert _stop(first) == 0
