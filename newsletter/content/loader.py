@@ -23,7 +23,7 @@ import yaml
 from markdown_it import MarkdownIt
 from pydantic import ValidationError
 
-from newsletter.content.model import SECTION_KINDS, Issue
+from newsletter.content.model import SECTION_KINDS, UNION_TAGS, Issue
 from newsletter.errors import BadInput
 from newsletter.urls import http_url
 
@@ -263,11 +263,10 @@ def _message(error: Any, field_path: FieldPath) -> str:
 
 
 def _field_path(loc: tuple[Any, ...]) -> FieldPath:
-    """Pydantic puts the union tag into ``loc`` (``sections.3.photos.photos.0``); drop it."""
+    """Pydantic puts union tags into ``loc`` (``sections.3.photos.photos.0``); drop them."""
     out: list[str | int] = []
     for index, part in enumerate(loc):
-        after_section = index == 2 and loc[0] == "sections" and isinstance(loc[1], int)
-        if after_section and part in SECTION_KINDS:
+        if index >= 2 and isinstance(loc[index - 1], int) and part in UNION_TAGS.get(loc[index - 2], ()):
             continue
         out.append(part)
     return tuple(out)
@@ -283,7 +282,10 @@ def _markdown_links(text: str) -> Iterator[str]:
 _LINK_FINDER = MarkdownIt("zero").enable(["link", "autolink"])
 # Report bad links instead of letting the parser drop them silently.
 _LINK_FINDER.validateLink = lambda url: True  # type: ignore[method-assign]
-_MARKDOWN_FIELDS = {"summary", "body", "intro", "bullets", "items", "text", "excerpt", "caption"}
+_MARKDOWN_FIELDS = {
+    *("summary", "body", "intro", "bullets", "items", "text", "excerpt", "caption"),
+    *("deck", "paragraph", "quote"),
+}
 
 
 def _check_markdown_links(data: Any, at: FieldPath, source: SourceMap) -> Iterator[Problem]:
