@@ -10,6 +10,7 @@ from __future__ import annotations
 import html.parser
 import itertools
 import re
+import zlib
 from pathlib import Path
 
 import pytest
@@ -421,3 +422,85 @@ def test_an_empty_body_list_and_empty_parts(settings):
     found = problems_of(ORDERED.replace("          - paragraph: Opening paragraph after the bullets.",
                                         "          - {}"))
     assert any("body[1]: a body part is a mapping" in problem for problem in found), found
+
+
+# --- image sizes read from a local file ---------------------------------------------------------------
+
+PHOTO = """\
+  - kind: photos
+    photos:
+      - src: https://images.example.org/a.jpg
+        alt: A photo
+        file: {file}
+"""
+
+
+def photo_issue(tmp_path: Path, file: str, extra: str = "") -> Path:
+    path = tmp_path / "issues" / "2026-11-27.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(HEAD + PHOTO.format(file=file) + extra, encoding="utf-8")
+    return path
+
+
+def save_image(path: Path, size: tuple[int, int], kind: str) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, "white").save(path, kind)
+
+
+@pytest.mark.parametrize("kind", ["PNG", "JPEG", "GIF", "WEBP"])
+def test_image_size_is_read_from_a_local_file(tmp_path, settings, kind):
+    save_image(tmp_path / "issues" / "photos" / "a.img", (1200, 900), kind)
+    issue = load_issue(photo_issue(tmp_path, "photos/a.img")).issue
+    photo = issue.sections[0].photos[0]  # type: ignore[union-attr]
+    assert (photo.width, photo.height) == (1200, 900)
+    assert 'width="552" height="414"' in render_issue(issue, settings).html
+
+
+def test_written_sizes_win_over_the_file(tmp_path):
+    save_image(tmp_path / "issues" / "a.png", (1200, 900), "PNG")
+    path = photo_issue(tmp_path, "a.png", "        width: 100\n        height: 50\n")
+    photo = load_issue(path).issue.sections[0].photos[0]  # type: ignore[union-attr]
+    assert (photo.width, photo.height) == (100, 50)
+
+
+@pytest.mark.parametrize(
+    ("file", "setup", "message"),
+    [
+        ("missing.png", None, "no such file 'missing.png'"),
+        ("../secret.png", "outside", "is outside the issue file's folder"),
+        ("/etc/hostname", None, "is outside the issue file's folder"),
+        ("notes.png", "text", "is not an image file"),
+        ("photos", "directory", "is not a file"),
+        ("huge.png", "huge", "claims an implausible size"),
+    ],
+)
+def test_unusable_image_files_are_located_errors(tmp_path, file, setup, message):
+    issues = tmp_path / "issues"
+    issues.mkdir()
+    if setup == "outside":
+        save_image(tmp_path / "secret.png", (10, 10), "PNG")
+    elif setup == "text":
+        (issues / "notes.png").write_bytes(b"not an image\x00" * 10)
+    elif setup == "directory":
+        (issues / "photos").mkdir()
+    elif setup == "huge":
+        save_image(issues / "huge.png", (1, 1), "PNG")
+        data = bytearray((issues / "huge.png").read_bytes())
+        data[16:24] = (200_000).to_bytes(4, "big") * 2  # IHDR claims 200,000 x 200,000 pixels
+        data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+        (issues / "huge.png").write_bytes(bytes(data))
+    path = photo_issue(tmp_path, file)
+    with pytest.raises(IssueFileError) as caught:
+        load_issue(path)
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.column, problem.field) == (10, 9, "sections[0].photos[0].file")
+    assert message in problem.message
+
+
+def test_a_file_larger_than_the_pixel_limit_is_reported_on_the_width(tmp_path):
+    save_image(tmp_path / "issues" / "wide.png", (MAX_IMAGE_SIDE + 1, 1), "PNG")
+    with pytest.raises(IssueFileError) as caught:
+        load_issue(photo_issue(tmp_path, "wide.png"))
+    assert "less than or equal to 10000" in str(caught.value)

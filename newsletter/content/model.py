@@ -75,7 +75,11 @@ class Link(Block):
 
 
 class Image(Block):
-    """A picture; ``width`` and ``height`` (its pixel size) let clients that block images keep its space."""
+    """A picture; ``width`` and ``height`` (its pixel size) let clients that block images keep its space.
+
+    ``file`` names a local copy (relative to the issue file) whose size the loader reads when
+    ``width`` and ``height`` are not written.
+    """
 
     src: Url
     alt: str
@@ -84,6 +88,7 @@ class Image(Block):
     link: Url | None = None
     width: ImageSide | None = None
     height: ImageSide | None = None
+    file: str = ""
 
     @model_validator(mode="after")
     def _both_sides(self) -> Image:
