@@ -231,6 +231,7 @@ def test_oped_bylines_and_labels(rendered):
     assert "  By Lena Ortiz, Time\n" in text and "  By Marc Dain\n" in text
     assert "  Read the column: https://opinion.example.com/among-news" in text
     assert ">Op-ed:</span>" in html  # an op-ed among the stories says what it is
+    assert "* Op-ed: An op-ed among the news\n" in text
 
 
 def test_image_carries_width_and_height(rendered, settings):

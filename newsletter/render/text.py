@@ -130,9 +130,10 @@ def _part(part: Part, indent: str) -> list[str]:
     return [_testimony(item, indent) for item in part.testimonies]
 
 
-def _oped(oped: Oped, indent: str = "  ") -> str:
-    """One op-ed, in its section or among the stories: title, "By author, outlet", excerpt, link."""
-    lines = [_wrap(_plain(oped.title), first="* ", indent=indent)]
+def _oped(oped: Oped, indent: str = "  ", tag: str = "") -> str:
+    """One op-ed, in its section or among the stories (``tag`` "Op-ed: " there): title, "By author,
+    outlet", excerpt, link."""
+    lines = [_wrap(tag + _plain(oped.title), first="* ", indent=indent)]
     byline = byline_text(oped)
     if byline:
         lines.append(_wrap(byline, indent=indent))
@@ -163,7 +164,7 @@ def _stories(section: StoriesSection) -> list[str]:
         blocks.append(_wrap(markdown.to_text(section.intro)))
     for story in section.stories:
         if isinstance(story, OpedItem):
-            blocks.append(_oped(story.oped))
+            blocks.append(_oped(story.oped, tag="Op-ed: "))
             continue
         lines: list[str] = []
         headline = _plain(story.headline)
