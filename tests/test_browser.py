@@ -3,6 +3,7 @@ every image, and a dark-mode render that really switches colours."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +12,7 @@ from playwright.sync_api import Browser
 from newsletter.content.loader import load_issue
 from newsletter.render.email import render_issue
 from newsletter.render.screenshot import CHROMIUM, WIDTHS, browser, measure, open_page, screenshot_html
-from tests.conftest import SAMPLE_ISSUES
+from tests.conftest import ROOT, SAMPLE_ISSUES
 
 pytestmark = pytest.mark.browser
 
@@ -58,3 +59,49 @@ def test_screenshots_are_written_at_both_widths(chromium, settings, tmp_path):
     assert [shot.name for shot in shots] == ["email-375.png", "email-600.png"]
     for shot in shots:
         assert shot.read_bytes().startswith(b"\x89PNG")
+
+
+PACKAGE_SAMPLE = ROOT / "newsletter/samples/issues/2026-11-27.yaml"
+HEADLINE_STYLE = """() => {
+    const linked = document.querySelector('a.nl-hl');
+    const plain = [...document.querySelectorAll('.nl-card h3')].find(h => !h.querySelector('a'));
+    const style = getComputedStyle(linked);
+    return {line: style.textDecorationLine, linked: style.color, plain: getComputedStyle(plain).color};
+}"""
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_package_sample_fits_and_its_outline_never_skips_a_level(chromium, settings, width):
+    html = render_issue(load_issue(PACKAGE_SAMPLE).issue, settings).html
+    page = open_page(chromium, html, width)
+    try:
+        metrics = measure(page)
+        assert metrics.scroll_width <= metrics.width, f"scrolls sideways: {metrics}"
+        script = "() => [...document.querySelectorAll('h1,h2,h3,h4,h5,h6')].map(h => +h.tagName[1])"
+        levels = page.evaluate(script)
+        assert levels[0] == 1 and all(b <= a + 1 for a, b in itertools.pairwise(levels)), levels
+    finally:
+        page.context.close()
+
+
+def test_read_more_links_are_named_after_their_headline(chromium, settings):
+    html = render_issue(load_issue(PACKAGE_SAMPLE).issue, settings).html
+    page = open_page(chromium, html, 600)
+    try:
+        name = "Read More Here: Tens of Thousands Flee Over the Dorrin Pass"
+        assert page.get_by_role("link", name=name, exact=True).count() == 1
+        assert page.get_by_role("link", name="Read More Here", exact=True).count() == 0
+    finally:
+        page.context.close()
+
+
+@pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
+def test_linked_headlines_are_underlined_in_the_heading_colour(chromium, settings, dark):
+    html = render_issue(load_issue(PACKAGE_SAMPLE).issue, settings).html
+    page = open_page(chromium, html, 600, dark=dark)
+    try:
+        style = page.evaluate(HEADLINE_STYLE)
+        assert style["line"] == "underline"
+        assert style["linked"] == style["plain"], style  # same colour as an unlinked headline
+    finally:
+        page.context.close()

@@ -36,7 +36,9 @@ def test_image_without_alt(write_issue, settings):
 def test_empty_sections_are_errors(write_issue, settings):
     text = EVERY_KIND.replace(
         "  - kind: testimonies\n",
-        "  - kind: opeds\n    items: []\n  - kind: world\n    stories: []\n  - kind: testimonies\n",
+        # A title of its own: two adjacent sections titled "Op-eds" would add a warning.
+        "  - kind: opeds\n    title: More op-eds\n    items: []\n  - kind: world\n    stories: []\n"
+        "  - kind: testimonies\n",
     )
     problems = lint(write_issue, settings, text)
     assert any("sections[8].items: empty opeds section" in p for p in problems), problems

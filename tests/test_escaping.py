@@ -75,7 +75,24 @@ def _issue(value: str) -> m.Issue:
                             credit=value,
                         ),
                         links=[m.Link(url="https://example.org/a", label=value)],
-                    )
+                    ),
+                    m.Story(
+                        headline=value,
+                        url="https://example.org/b",
+                        deck=value,
+                        body=[
+                            m.BulletsPart(bullets=[value]),
+                            m.ParagraphPart(paragraph=value),
+                            m.QuotePart(quote=m.Quote(text=value)),
+                            m.ImagePart(image=m.Image(src="https://images.example.org/c.jpg", alt=value,
+                                                      width=1200, height=800)),
+                            m.TestimoniesPart(testimonies=[m.Testimony(quote=value, speaker=value)]),
+                        ],
+                        links=[m.Link(url="https://example.org/c")],
+                    ),
+                    m.OpedItem(
+                        oped=m.Oped(title=value, author=value, url="https://o.example/b", label=value)
+                    ),
                 ],
             ),
             m.StatementSection(
@@ -97,7 +114,10 @@ def _issue(value: str) -> m.Issue:
             m.OpedsSection(
                 kind="opeds",
                 title=value,
-                items=[m.Oped(title=value, author=value, outlet=value, excerpt=value, url="https://o.example/")],
+                items=[
+                    m.Oped(title=value, author=value, outlet=value, excerpt=value, url="https://o.example/"),
+                    m.Oped(title=value, author=value, label=value),
+                ],
             ),
             m.TestimoniesSection(
                 kind="testimonies",

@@ -14,10 +14,16 @@ from newsletter.content.model import (
     FigureSection,
     HeadlinesSection,
     Image,
+    ImagePart,
+    Oped,
+    OpedItem,
     OpedsSection,
     PhotosSection,
+    QuotePart,
     StatementSection,
     StoriesSection,
+    Story,
+    TestimoniesPart,
     TestimoniesSection,
 )
 from newsletter.errors import NewsletterError
@@ -30,7 +36,8 @@ HTML_FAIL_BYTES = 100 * 1024
 
 def check_issue(loaded: LoadedIssue, settings: NewsletterSettings) -> list[Problem]:
     """Every lint problem of an issue that already passed schema validation, in file order."""
-    problems = [*_issue_fields(loaded), *_sections(loaded), *_duplicate_links(loaded)]
+    problems = [*_issue_fields(loaded), *_sections(loaded), *_repeated_titles(loaded)]
+    problems.extend(_duplicate_links(loaded))
     problems.extend(_size(loaded, settings))
     problems.sort(key=lambda problem: (problem.line, problem.column))
     return problems
@@ -63,6 +70,35 @@ def _image(image: Image, at: FieldPath, source: SourceMap) -> Iterator[Problem]:
         )
 
 
+def _story(story: Story, at: FieldPath, source: SourceMap) -> Iterator[Problem]:
+    if not story.headline:
+        yield source.problem((*at, "headline"), "headline is empty")
+    if story.image:
+        yield from _image(story.image, (*at, "image"), source)
+    if story.quote and not story.quote.text:
+        yield source.problem((*at, "quote", "text"), "quote is empty")
+    for n, part in enumerate(story.body):
+        if isinstance(part, ImagePart):
+            yield from _image(part.image, (*at, "body", n, "image"), source)
+        elif isinstance(part, QuotePart) and not part.quote.text:
+            yield source.problem((*at, "body", n, "quote", "text"), "quote is empty")
+
+
+def _repeated_titles(loaded: LoadedIssue) -> Iterator[Problem]:
+    """Two sections in a row with one title read as one split in two: an op-ed or testimonies can
+    go inside a stories section (``- oped:``, a ``testimonies`` body part) instead."""
+    sections = loaded.issue.sections
+    for index in range(1, len(sections)):
+        title = getattr(sections[index], "title", "")
+        if title and title.casefold() == getattr(sections[index - 1], "title", "").casefold():
+            yield loaded.source.problem(
+                ("sections", index, "title"),
+                f"the section before has the same title {title!r}; merge them (an op-ed or testimonies "
+                "can stand inside a stories section)",
+                severity="warning",
+            )
+
+
 def _sections(loaded: LoadedIssue) -> Iterator[Problem]:
     source = loaded.source
     for index, section in enumerate(loaded.issue.sections):
@@ -80,11 +116,11 @@ def _sections(loaded: LoadedIssue) -> Iterator[Problem]:
         elif isinstance(section, StoriesSection):
             if not section.stories:
                 yield source.problem((*at, "stories"), empty)
-            for n, story in enumerate(section.stories):
-                if not story.headline:
-                    yield source.problem((*at, "stories", n, "headline"), "headline is empty")
-                if story.image:
-                    yield from _image(story.image, (*at, "stories", n, "image"), source)
+            for n, item in enumerate(section.stories):
+                if isinstance(item, Story):
+                    yield from _story(item, (*at, "stories", n), source)
+                elif not item.oped.title:
+                    yield source.problem((*at, "stories", n, "oped", "title"), "op-ed title is empty")
         elif isinstance(section, PhotosSection):
             if not section.photos:
                 yield source.problem((*at, "photos"), empty)
@@ -110,20 +146,33 @@ def _links(loaded: LoadedIssue) -> Iterator[tuple[str, FieldPath]]:
                 if headline.url:
                     yield headline.url, (*at, "items", n, "url")
         elif isinstance(section, StoriesSection):
-            for n, story in enumerate(section.stories):
-                if story.url:
-                    yield story.url, (*at, "stories", n, "url")
-                for m, link in enumerate(story.links):
+            for n, item in enumerate(section.stories):
+                if isinstance(item, OpedItem):
+                    yield from _oped_links(item.oped, (*at, "stories", n, "oped"))
+                    continue
+                if item.url:
+                    yield item.url, (*at, "stories", n, "url")
+                for m, part in enumerate(item.body):
+                    if isinstance(part, TestimoniesPart):
+                        for k, testimony in enumerate(part.testimonies):
+                            if testimony.url:
+                                yield testimony.url, (*at, "stories", n, "body", m, "testimonies", k, "url")
+                for m, link in enumerate(item.links):
                     yield link.url, (*at, "stories", n, "links", m, "url")
         elif isinstance(section, OpedsSection):
             for n, oped in enumerate(section.items):
-                yield oped.url, (*at, "items", n, "url")
+                yield from _oped_links(oped, (*at, "items", n))
         elif isinstance(section, TestimoniesSection):
-            for n, item in enumerate(section.items):
-                if item.url:
-                    yield item.url, (*at, "items", n, "url")
+            for n, testimony in enumerate(section.items):
+                if testimony.url:
+                    yield testimony.url, (*at, "items", n, "url")
         elif isinstance(section, FigureSection) and section.url:
             yield section.url, (*at, "url")
+
+
+def _oped_links(oped: Oped, at: FieldPath) -> Iterator[tuple[str, FieldPath]]:
+    if oped.url:
+        yield oped.url, (*at, "url")
 
 
 def _duplicate_links(loaded: LoadedIssue) -> Iterator[Problem]:

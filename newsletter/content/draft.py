@@ -12,7 +12,7 @@ from pathlib import Path
 from newsletter.content.calendar import issue_file_for, issue_files
 from newsletter.content.loader import load_issue
 from newsletter.errors import BadInput
-from newsletter.render.templates import environment
+from newsletter.render.templates import text_environment
 
 STANDING_KINDS = ("congress", "world", "photos", "figure", "opeds")
 DEFAULT_TITLES = {
@@ -48,7 +48,7 @@ def write_draft(directory: Path, date: dt.date, *, previous: Path | None = None)
     if previous is None:
         earlier = [path for path in issue_files(directory) if path.stem < date.isoformat()]
         previous = earlier[-1] if earlier else None
-    template = environment().get_template("draft/issue.yaml.j2")
+    template = text_environment().get_template("draft/issue.yaml.j2")
     text = template.render(
         date=date.isoformat(),
         previous=previous.name if previous else "",

@@ -3,7 +3,8 @@
 PyYAML's composer keeps the position of every node, so we build the plain data ourselves from the
 node tree and remember where each value came from. Pydantic then validates the whole document at
 once, and each of its errors is mapped back to the line of the offending key or value. Nothing is
-written anywhere: loading is pure.
+written anywhere: loading reads the file and the headers of the local images it names with
+``file`` (for their size), nothing else.
 
 Issue files come from many hands, so the loader also defends itself before and while parsing: a size
 cap, no aliases (a few hundred bytes of nested aliases expand to gigabytes), a nesting limit checked
@@ -23,7 +24,8 @@ import yaml
 from markdown_it import MarkdownIt
 from pydantic import ValidationError
 
-from newsletter.content.model import SECTION_KINDS, Issue
+from newsletter.content.image_size import ImageFileError, pixel_size
+from newsletter.content.model import SECTION_KINDS, UNION_TAGS, Issue
 from newsletter.errors import BadInput
 from newsletter.urls import http_url
 
@@ -263,11 +265,10 @@ def _message(error: Any, field_path: FieldPath) -> str:
 
 
 def _field_path(loc: tuple[Any, ...]) -> FieldPath:
-    """Pydantic puts the union tag into ``loc`` (``sections.3.photos.photos.0``); drop it."""
+    """Pydantic puts union tags into ``loc`` (``sections.3.photos.photos.0``); drop them."""
     out: list[str | int] = []
     for index, part in enumerate(loc):
-        after_section = index == 2 and loc[0] == "sections" and isinstance(loc[1], int)
-        if after_section and part in SECTION_KINDS:
+        if index >= 2 and isinstance(loc[index - 1], int) and part in UNION_TAGS.get(loc[index - 2], ()):
             continue
         out.append(part)
     return tuple(out)
@@ -283,7 +284,10 @@ def _markdown_links(text: str) -> Iterator[str]:
 _LINK_FINDER = MarkdownIt("zero").enable(["link", "autolink"])
 # Report bad links instead of letting the parser drop them silently.
 _LINK_FINDER.validateLink = lambda url: True  # type: ignore[method-assign]
-_MARKDOWN_FIELDS = {"summary", "body", "intro", "bullets", "items", "text", "excerpt", "caption"}
+_MARKDOWN_FIELDS = {
+    *("summary", "body", "intro", "bullets", "items", "text", "excerpt", "caption"),
+    *("deck", "paragraph", "quote"),
+}
 
 
 def _check_markdown_links(data: Any, at: FieldPath, source: SourceMap) -> Iterator[Problem]:
@@ -304,6 +308,22 @@ def _check_markdown_links(data: Any, at: FieldPath, source: SourceMap) -> Iterat
                     yield source.problem(at, f"link {exc}")
 
 
+def _read_image_sizes(data: Any, at: FieldPath, source: SourceMap, issue_dir: Path) -> Iterator[Problem]:
+    """Fill ``width`` and ``height`` of an image that names a local ``file`` and has neither."""
+    if isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from _read_image_sizes(value, (*at, index), source, issue_dir)
+    elif isinstance(data, dict):
+        name = data.get("file")
+        if "src" in data and isinstance(name, str) and name and "width" not in data and "height" not in data:
+            try:
+                data["width"], data["height"] = pixel_size(name, issue_dir)
+            except ImageFileError as exc:
+                yield source.problem((*at, "file"), str(exc))
+        for key, value in data.items():
+            yield from _read_image_sizes(value, (*at, key), source, issue_dir)
+
+
 def load_issue_text(text: str, path: str) -> LoadedIssue:
     """Parse and validate an issue document; raise :class:`IssueFileError` with every problem."""
     _check_size(_utf8_size(text), path)
@@ -320,6 +340,7 @@ def load_issue_text(text: str, path: str) -> LoadedIssue:
     if not isinstance(data, dict):
         problems.append(Problem(path, 1, 1, "", "an issue file must be a mapping of fields"))
         raise IssueFileError(problems)
+    problems.extend(_read_image_sizes(data, (), source, Path(path).parent))
     # A field the builder already reported (a bad number, say) would only be reported again.
     reported = {problem.field for problem in problems}
     issue: Issue | None = None

@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
 import secrets
 import uuid
-from collections.abc import Mapping
 from email.headerregistry import Address
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 from typing import Final
 
 from newsletter.delivery.esp.base import Outgoing, Recipient
-from newsletter.render.slots import fill
+from newsletter.render.slots import fill, fill_html
 
 __all__ = ["MimeTemplate", "delivery_message_id", "list_unsubscribe", "new_message_id"]
 
@@ -84,11 +82,6 @@ def _base64_lines(data: str) -> str:
     return base64.encodebytes(data.encode("utf-8")).decode("ascii").replace("\n", _CRLF)
 
 
-def html_values(values: Mapping[str, str]) -> dict[str, str]:
-    """Slot values escaped for the HTML body: a name like ``<b>Ana</b>`` stays text."""
-    return {key: html.escape(value, quote=True) for key, value in values.items()}
-
-
 class MimeTemplate:
     """Builds each recipient's message from what is common to the whole send."""
 
@@ -109,7 +102,7 @@ class MimeTemplate:
     def build(self, recipient: Recipient) -> bytes:
         """The whole message for one recipient, CRLF line ends, ready for SMTP or a .eml file."""
         text = fill(self.message.text, recipient.values)
-        body_html = fill(self.message.html, html_values(recipient.values))
+        body_html = fill_html(self.message.html, recipient.values)
         headers = [
             _to_header(recipient.name, recipient.email),
             f"Date: {self.date or format_datetime(dt.datetime.now(dt.UTC))}",

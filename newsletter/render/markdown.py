@@ -138,6 +138,10 @@ def _inline_text(children: Sequence[Token]) -> str:
             href = None
         elif child.type in ("text", "code_inline"):
             out.append(child.content)
-        elif child.type in ("softbreak", "hardbreak"):
+        elif child.type == "softbreak":
+            # A line break in the source is not one in the text: the text part is wrapped again
+            # at 72 columns, and keeping the editor's breaks gave ragged lines.
+            out.append(" ")
+        elif child.type == "hardbreak":
             out.append("\n")
     return "".join(out)

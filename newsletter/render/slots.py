@@ -8,6 +8,7 @@ once per issue and travels once per batch. Editor-written text can never forge a
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Mapping
 
@@ -37,9 +38,26 @@ def slots_in(body: str) -> set[str]:
     return set(_MARKER.findall(body))
 
 
+def html_values(values: Mapping[str, str]) -> dict[str, str]:
+    """Slot values escaped for an HTML body: a name like ``<b>Ana</b>`` stays text.
+
+    The one place that escapes slot values: :func:`fill_html` uses it, and the ESP adapters that
+    hand values to the provider's own substitution send these for the HTML body.
+    """
+    return {key: html.escape(value, quote=True) for key, value in values.items()}
+
+
 def fill(body: str, values: Mapping[str, str]) -> str:
-    """Replace every slot marker with the recipient's value; a missing value becomes empty."""
+    """Replace every slot marker of a *plain-text* body (or subject) with the recipient's raw value.
+
+    For an HTML body use :func:`fill_html`: raw values there would let a subscriber's name inject markup.
+    """
     return _MARKER.sub(lambda match: values.get(match.group(1), ""), body)
+
+
+def fill_html(body: str, values: Mapping[str, str]) -> str:
+    """Replace every slot marker of an HTML body with the recipient's value, HTML-escaped once."""
+    return fill(body, html_values(values))
 
 
 def translate(body: str, syntax: str) -> str:

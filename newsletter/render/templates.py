@@ -1,7 +1,9 @@
-"""The Jinja2 environment shared by the email and archive renderers.
+"""The Jinja2 environments: one for the email and archive renderers, one for plain-text files.
 
-Autoescaping is on for every template, and ``finalize`` neutralises slot markers in editor text,
-so no field value can inject markup or impersonate a per-recipient slot.
+In the email environment autoescaping is on for every template, and ``finalize`` neutralises slot
+markers in editor text, so no field value can inject markup or impersonate a per-recipient slot.
+Files that are not HTML (the YAML of a new draft) use :func:`text_environment`: HTML escaping there
+would write ``&amp;`` and ``&#37;`` into an editor's file.
 """
 
 from __future__ import annotations
@@ -47,3 +49,17 @@ def environment(directory: Path | None = None) -> Environment:
     env.filters["md_inline"] = markdown.to_inline_html
     env.globals["slot"] = lambda name: Markup(marker(name))
     return env
+
+
+@lru_cache(maxsize=4)
+def text_environment(directory: Path | None = None) -> Environment:
+    """No autoescape, no slot handling: the template itself quotes values (``tojson`` for YAML)."""
+    return Environment(
+        loader=FileSystemLoader(str(directory or templates_dir())),
+        autoescape=False,
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )

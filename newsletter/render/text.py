@@ -14,16 +14,25 @@ from typing import Any
 
 from newsletter.config import NewsletterSettings
 from newsletter.content.model import (
+    BulletsPart,
     FigureSection,
     HeadlinesSection,
     Image,
+    ImagePart,
     Issue,
+    Oped,
+    OpedItem,
     OpedsSection,
+    ParagraphPart,
+    Part,
     PhotosSection,
+    Quote,
+    QuotePart,
     Section,
     StatementSection,
     StoriesSection,
     TestimoniesSection,
+    Testimony,
 )
 from newsletter.render import markdown
 from newsletter.render.slots import marker, neutralise_text
@@ -69,6 +78,12 @@ def long_date(day: dt.date) -> str:
     return f"{day:%B} {day.day}, {day.year}"
 
 
+def masthead_date(issue: Issue) -> str:
+    """The date line under the title, or nothing when the title already says the date."""
+    date = long_date(issue.date)
+    return "" if date in issue.title else date
+
+
 def _plain(text: str) -> str:
     return neutralise_text(text)
 
@@ -87,6 +102,60 @@ def _image(image: Image, indent: str = "") -> list[str]:
     return lines
 
 
+def _quote(quote: Quote, indent: str) -> str:
+    text = f'"{markdown.inline_to_text(quote.text)}"'
+    if quote.attribution:
+        text += f" -- {_plain(quote.attribution)}"
+    return _wrap(text, indent=f"{indent}> ")
+
+
+def _testimony(item: Testimony, indent: str) -> str:
+    speaker = ", ".join(_plain(part) for part in (item.speaker, item.description) if part)
+    lines = [_wrap(f'"{markdown.inline_to_text(item.quote)}"', indent=indent), f"{indent}-- {speaker}"]
+    if item.url:
+        lines.append(f"{indent}{item.url}")
+    return "\n".join(lines)
+
+
+def _part(part: Part, indent: str) -> list[str]:
+    if isinstance(part, ParagraphPart):
+        return [_wrap(markdown.to_text(part.paragraph), indent=indent)]
+    if isinstance(part, BulletsPart):
+        bullet, hanging = f"{indent}- ", f"{indent}  "
+        return [_wrap(markdown.inline_to_text(item), first=bullet, indent=hanging) for item in part.bullets]
+    if isinstance(part, QuotePart):
+        return [_quote(part.quote, indent)]
+    if isinstance(part, ImagePart):
+        return _image(part.image, indent=indent)
+    return [_testimony(item, indent) for item in part.testimonies]
+
+
+def _oped(oped: Oped, indent: str = "  ", tag: str = "") -> str:
+    """One op-ed, in its section or among the stories (``tag`` "Op-ed: " there): title, "By author,
+    outlet", excerpt, link."""
+    lines = [_wrap(tag + _plain(oped.title), first="* ", indent=indent)]
+    byline = byline_text(oped)
+    if byline:
+        lines.append(_wrap(byline, indent=indent))
+    if oped.excerpt:
+        lines.append(_wrap(markdown.to_text(oped.excerpt), indent=indent))
+    if oped.url:
+        lines.append(f"{indent}{_plain(oped.label)}: {oped.url}")
+    return "\n".join(lines)
+
+
+def by_author(author: str) -> str:
+    """"Marta Olenik" -> "By Marta Olenik", as op-eds are credited; "By ..." as written is not doubled."""
+    if not author or author.lower().startswith("by "):
+        return author
+    return f"By {author}"
+
+
+def byline_text(oped: Oped) -> str:
+    """"By Marta Olenik, Foreign Policy"."""
+    return ", ".join(_plain(part) for part in (by_author(oped.author), oped.outlet) if part)
+
+
 def _stories(section: StoriesSection) -> list[str]:
     blocks: list[str] = []
     if section.title:
@@ -94,24 +163,20 @@ def _stories(section: StoriesSection) -> list[str]:
     if section.intro:
         blocks.append(_wrap(markdown.to_text(section.intro)))
     for story in section.stories:
+        if isinstance(story, OpedItem):
+            blocks.append(_oped(story.oped, tag="Op-ed: "))
+            continue
         lines: list[str] = []
         headline = _plain(story.headline)
         if story.source:
             headline = f"{_plain(story.source)}: {headline}"
         lines.append(_wrap(headline, first="* ", indent="  "))
+        if story.deck:
+            lines.append(_wrap(markdown.inline_to_text(story.deck), indent="  "))
         if story.url:
             lines.append(f"  {story.url}")
-        if story.image:
-            lines.extend(_image(story.image, indent="  "))
-        if story.summary:
-            lines.append(_wrap(markdown.to_text(story.summary), indent="  "))
-        if story.quote:
-            quote = f'"{markdown.inline_to_text(story.quote.text)}"'
-            if story.quote.attribution:
-                quote += f" -- {_plain(story.quote.attribution)}"
-            lines.append(_wrap(quote, indent="  > "))
-        for bullet in story.bullets:
-            lines.append(_wrap(markdown.inline_to_text(bullet), first="  - ", indent="    "))
+        for part in story.parts():
+            lines.extend(_part(part, "  "))
         for link in story.links:
             lines.append(f"  {_plain(link.label)}: {link.url}")
         blocks.append("\n".join(lines))
@@ -157,29 +222,11 @@ def _figure(section: FigureSection) -> list[str]:
 
 
 def _opeds(section: OpedsSection) -> list[str]:
-    blocks = [_heading(section.title)]
-    for oped in section.items:
-        lines = [_wrap(_plain(oped.title), first="* ", indent="  ")]
-        byline = ", ".join(_plain(part) for part in (oped.author, oped.outlet) if part)
-        if byline:
-            lines.append(f"  {byline}")
-        if oped.excerpt:
-            lines.append(_wrap(markdown.to_text(oped.excerpt), indent="  "))
-        lines.append(f"  Read the op-ed: {oped.url}")
-        blocks.append("\n".join(lines))
-    return blocks
+    return [_heading(section.title), *(_oped(oped) for oped in section.items)]
 
 
 def _testimonies(section: TestimoniesSection) -> list[str]:
-    blocks = [_heading(section.title)]
-    for item in section.items:
-        speaker = ", ".join(_plain(part) for part in (item.speaker, item.description) if part)
-        quote = _wrap(f'"{markdown.inline_to_text(item.quote)}"', indent="  ")
-        lines = [quote, f"  -- {speaker}"]
-        if item.url:
-            lines.append(f"  {item.url}")
-        blocks.append("\n".join(lines))
-    return blocks
+    return [_heading(section.title), *(_testimony(item, "  ") for item in section.items)]
 
 
 _RENDERERS: dict[type, Callable[[Any], list[str]]] = {
@@ -205,7 +252,7 @@ def render_text(issue: Issue, settings: NewsletterSettings) -> str:
         RULE,
         _wrap(settings.name.upper()),
         _wrap(title),
-        long_date(issue.date),
+        masthead_date(issue),
         RULE,
     ]
     for section in issue.sections:

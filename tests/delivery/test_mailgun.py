@@ -27,9 +27,8 @@ from newsletter.delivery.esp.base import AuthError, Outcome, Outgoing, Retryable
 from newsletter.delivery.esp.mailgun import MAILGUN_API, MAILGUN_EU_API, MailgunAdapter
 from newsletter.delivery.esp.registry import adapter_factory, token_env
 from newsletter.delivery.fake_esp import FakeESP, RunningFakeESP, running
-from newsletter.delivery.message import html_values
 from newsletter.errors import ConfigError
-from newsletter.render.slots import fill
+from newsletter.render.slots import fill, html_values
 from newsletter.store.db import make_engine
 from newsletter.store.importer import import_csv
 from newsletter.store.models import Delivery, DeliveryState

@@ -15,8 +15,9 @@ from email.message import EmailMessage
 
 import pytest
 
-from newsletter.delivery.message import MimeTemplate, html_values, list_unsubscribe, new_message_id
+from newsletter.delivery.message import MimeTemplate, list_unsubscribe, new_message_id
 from newsletter.errors import BadInput
+from newsletter.render.slots import html_values
 from tests.delivery.conftest import SUBJECT, make_message, make_recipient, make_recipients
 
 MESSAGE_ID = re.compile(r"^<[^<>@\s]+@[^<>@\s]+>$")

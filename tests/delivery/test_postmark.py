@@ -25,8 +25,7 @@ from newsletter.delivery.esp.base import AuthError, Outcome, Outgoing, Recipient
 from newsletter.delivery.esp.http import Timeouts, parse_retry_after
 from newsletter.delivery.esp.postmark import Mode, PostmarkAdapter, mustachio, template_alias
 from newsletter.delivery.fake_esp import FakeESP, RunningFakeESP, compile_mustachio, render_mustachio, running
-from newsletter.delivery.message import html_values
-from newsletter.render.slots import fill
+from newsletter.render.slots import fill, html_values
 from tests.delivery.conftest import TOKEN, make_message, make_recipient, make_recipients, read_record
 
 

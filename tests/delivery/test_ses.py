@@ -42,9 +42,8 @@ from newsletter.delivery.esp.ses import (
 )
 from newsletter.delivery.fake_esp import FakeESP, Faults, RunningFakeESP, running
 from newsletter.delivery.handlebars import compile_handlebars, render_handlebars
-from newsletter.delivery.message import html_values
 from newsletter.errors import ConfigError
-from newsletter.render.slots import fill
+from newsletter.render.slots import fill, html_values
 from newsletter.store.db import make_engine
 from newsletter.store.importer import import_csv
 from newsletter.store.models import Delivery, DeliveryState

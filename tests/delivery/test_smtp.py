@@ -22,7 +22,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from newsletter.delivery.esp.base import AuthError, Outcome, Outgoing, RetryableError
 from newsletter.delivery.esp.smtp import SmtpAdapter, _dot_stuffed
-from newsletter.delivery.message import html_values
+from newsletter.render.slots import html_values
 from tests.delivery.conftest import make_message, make_recipient, make_recipients
 
 # aiosmtpd warns when AUTH is allowed without TLS; here that is the point (a local test server).

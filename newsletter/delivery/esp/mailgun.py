@@ -17,7 +17,7 @@ is a custom variable: Mailgun carries ``v:`` variables into every event of the m
 Substitutions and escaping. Mailgun replaces a variable as plain text wherever it appears, so each
 slot gets two variables: ``%recipient.name%`` in the subject and text, ``%recipient.name_html%`` in
 the HTML, the first with the raw value and the second with the HTML-escaped one
-(:func:`~newsletter.delivery.message.html_values`). Only the variables the bodies use are sent.
+(:func:`~newsletter.render.slots.html_values`). Only the variables the bodies use are sent.
 Editor text cannot forge one: rendering writes every ``%`` of editor HTML as ``&#37;``, and in the
 subject and text a zero-width joiner is put after the ``%`` of anything Mailgun would read as a
 variable of its own (``%recipient.``, ``%unsubscribe_url%`` and its kin), before the slot markers
@@ -57,8 +57,7 @@ import orjson
 
 from newsletter.delivery.esp.base import AuthError, Outcome, Outgoing, Recipient, Result
 from newsletter.delivery.esp.http import Timeouts, Unanswered, check_status, make_client, send, short_body
-from newsletter.delivery.message import html_values
-from newsletter.render.slots import SLOTS, slots_in, translate
+from newsletter.render.slots import SLOTS, html_values, slots_in, translate
 
 __all__ = ["MAILGUN_API", "MAILGUN_EU_API", "MAX_RECIPIENTS", "MailgunAdapter", "html_variable", "variable"]
 

@@ -6,7 +6,7 @@ Two modes:
   Postmark template (markers translated to Mustachio ``{{name}}``), and each batch sends only
   ``/email/batchWithTemplates`` with a small ``TemplateModel`` per recipient: a 500-recipient batch
   is a few hundred kilobytes instead of 500 copies of the HTML. Postmark escapes ``{{…}}`` values in
-  the HTML body, exactly as :func:`~newsletter.delivery.message.html_values` does.
+  the HTML body, exactly as :func:`~newsletter.render.slots.html_values` does.
 * ``plain``: ``/email/batch`` with the bodies filled per recipient here. No provider-side state;
   each message carries the whole HTML, so requests are split to stay under Postmark's 50 MB limit.
 
@@ -61,8 +61,7 @@ from newsletter.delivery.esp.http import (
     send,
     short_body,
 )
-from newsletter.delivery.message import html_values
-from newsletter.render.slots import SLOTS, fill, translate
+from newsletter.render.slots import SLOTS, fill, fill_html, translate
 
 __all__ = ["POSTMARK_API", "Mode", "PostmarkAdapter", "mustachio", "template_alias"]
 
@@ -342,7 +341,7 @@ class PostmarkAdapter:
         return {
             **self._common(message, recipient),
             "Subject": fill(message.subject, values),
-            "HtmlBody": fill(message.html, html_values(values)),
+            "HtmlBody": fill_html(message.html, values),
             "TextBody": fill(message.text, values),
         }
 

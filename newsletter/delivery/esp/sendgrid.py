@@ -12,7 +12,7 @@ appears in the subject and in both content parts: the same value everywhere. A n
 ``<b>Ana</b>`` must be escaped in the HTML and must not be in the text, so each slot gets two tags:
 ``%%name%%`` in the subject and text, ``%%name_html%%`` in the HTML, and each personalization
 carries the raw value for the first and the HTML-escaped one
-(:func:`~newsletter.delivery.message.html_values`) for the second. Neither tag can occur by accident:
+(:func:`~newsletter.render.slots.html_values`) for the second. Neither tag can occur by accident:
 rendering neutralises every ``%%`` of editor text (:mod:`newsletter.render.slots`), and no tag is
 a part of another (the closing ``%%`` follows the whole name). Only the tags the bodies use are
 sent.
@@ -59,8 +59,7 @@ from newsletter.delivery.esp.http import (
     send,
     short_body,
 )
-from newsletter.delivery.message import html_values
-from newsletter.render.slots import slots_in, translate
+from newsletter.render.slots import html_values, slots_in, translate
 
 __all__ = ["MAX_PERSONALIZATIONS", "SENDGRID_API", "SendGridAdapter", "html_tag", "text_tag"]
 

@@ -17,7 +17,7 @@ Templates and escaping. SES renders templates with Handlebars, which HTML-escape
 everywhere, also in the subject and the text part, where ``&amp;`` would be wrong. So every tag we
 write is the triple-stash ``{{{x}}}`` (inserted as it is) and the escaping is ours, as for
 SendGrid: ``{{{name}}}`` in the subject and text with the raw value, ``{{{name_html}}}`` in the
-HTML with the escaped one (:func:`~newsletter.delivery.message.html_values`).
+HTML with the escaped one (:func:`~newsletter.render.slots.html_values`).
 
 Editor text must never become a template expression. Handlebars reads ``{{`` anywhere, and a
 backslash before it changes what it means (``\\{{`` is a literal, ``\\\\{{`` a backslash and then a
@@ -86,8 +86,7 @@ from newsletter.delivery.esp.http import (
     send,
     short_body,
 )
-from newsletter.delivery.message import html_values
-from newsletter.render.slots import SLOTS, slots_in, translate
+from newsletter.render.slots import SLOTS, html_values, slots_in, translate
 
 __all__ = [
     "MAX_DESTINATIONS",
