@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter.content import checks
-from newsletter.content.checks import check_issue
 from newsletter.content.loader import load_issue
+from newsletter.render import checks
+from newsletter.render.checks import check_issue
 from newsletter.render.email import render_issue
 from tests.conftest import SAMPLE_ISSUES
 from tests.issue_texts import EVERY_KIND

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from newsletter.content.calendar import issue_files
-from newsletter.content.checks import check_issue
 from newsletter.content.loader import load_issue
 from newsletter.demo import SAMPLE_ISSUES_DIR, SAMPLE_SUBSCRIBERS, newest_issue
+from newsletter.render.checks import check_issue
 
 runner = CliRunner()
 

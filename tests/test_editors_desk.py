@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.content.checks import check_issue
 from newsletter.content.loader import IssueFileError, load_issue, load_issue_text
 from newsletter.content.model import MAX_IMAGE_SIDE, strip_quote_marks
+from newsletter.render.checks import check_issue
 from newsletter.render.email import IMAGE_WIDTH, PREHEADER_SPAN, render_issue
 from newsletter.render.text import WIDTH
 

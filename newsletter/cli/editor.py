@@ -63,8 +63,8 @@ def check(
     config: ConfigOption = None,
 ) -> None:
     """Validate and lint issue files. Exit 0 clean, 1 on a failed check, 2 on a malformed file."""
-    from newsletter.content.checks import check_issue
     from newsletter.content.loader import IssueFileError, load_issue
+    from newsletter.render.checks import check_issue
 
     settings = settings_or_exit(config)
     problems: list[Problem] = []

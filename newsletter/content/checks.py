@@ -1,7 +1,9 @@
-"""``newsletter check``: lint an issue beyond its schema, each problem with its file:line:column.
+"""The content lints of ``newsletter check``: an issue beyond its schema, each problem with its
+file:line:column.
 
-Errors block a send; warnings are shown but do not fail the check. Size limits come from Gmail,
-which clips messages over about 102 KB of HTML and hides the rest (including the unsubscribe link).
+Errors block a send; warnings are shown but do not fail the check. What needs the rendered email
+(its size against Gmail's clipping) is checked in ``newsletter.render.checks``, which runs these
+too: content knows nothing of rendering.
 """
 
 from __future__ import annotations
@@ -26,19 +28,14 @@ from newsletter.content.model import (
     TestimoniesPart,
     TestimoniesSection,
 )
-from newsletter.errors import NewsletterError
-from newsletter.render.email import render_issue
 
 SUBJECT_MAX = 80
-HTML_WARN_BYTES = 80 * 1024
-HTML_FAIL_BYTES = 100 * 1024
 
 
-def check_issue(loaded: LoadedIssue, settings: NewsletterSettings) -> list[Problem]:
-    """Every lint problem of an issue that already passed schema validation, in file order."""
+def lint_content(loaded: LoadedIssue, settings: NewsletterSettings) -> list[Problem]:
+    """Every content problem of an issue that already passed schema validation, in file order."""
     problems = [*_issue_fields(loaded), *_sections(loaded), *_repeated_titles(loaded)]
     problems.extend(_duplicate_links(loaded))
-    problems.extend(_size(loaded, settings))
     problems.sort(key=lambda problem: (problem.line, problem.column))
     return problems
 
@@ -186,22 +183,3 @@ def _duplicate_links(loaded: LoadedIssue) -> Iterator[Problem]:
             )
         else:
             first_seen[key] = at
-
-
-def _size(loaded: LoadedIssue, settings: NewsletterSettings) -> Iterator[Problem]:
-    try:
-        rendered = render_issue(loaded.issue, settings)
-    except NewsletterError as exc:
-        yield loaded.source.problem((), f"rendering failed: {exc}")
-        return
-    size = rendered.html_bytes
-    kb = f"{size / 1024:.1f} KB"
-    if size > HTML_FAIL_BYTES:
-        yield loaded.source.problem(
-            (), f"rendered HTML is {kb}; Gmail clips messages over about 102 KB (limit 100 KB)"
-        )
-    elif size > HTML_WARN_BYTES:
-        yield loaded.source.problem(
-            (), f"rendered HTML is {kb}, close to Gmail's clipping limit (warn at 80 KB)",
-            severity="warning",
-        )

@@ -9,10 +9,16 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from jinja2 import Environment, StrictUndefined
+
 from newsletter.content.calendar import issue_file_for, issue_files
 from newsletter.content.loader import load_issue
 from newsletter.errors import BadInput
-from newsletter.render.templates import text_environment
+
+#: The draft's template ships in the package beside the email's, but is rendered here with a plain
+#: environment of its own: the draft is YAML for an editor, so nothing is HTML-escaped (``&amp;``)
+#: or slot-neutralised (``&#37;``), and content needs nothing of the email renderer.
+DRAFT_TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "draft" / "issue.yaml.j2"
 
 STANDING_KINDS = ("congress", "world", "photos", "figure", "opeds")
 DEFAULT_TITLES = {
@@ -48,7 +54,7 @@ def write_draft(directory: Path, date: dt.date, *, previous: Path | None = None)
     if previous is None:
         earlier = [path for path in issue_files(directory) if path.stem < date.isoformat()]
         previous = earlier[-1] if earlier else None
-    template = text_environment().get_template("draft/issue.yaml.j2")
+    template = _environment().from_string(DRAFT_TEMPLATE.read_text(encoding="utf-8"))
     text = template.render(
         date=date.isoformat(),
         previous=previous.name if previous else "",
@@ -58,3 +64,14 @@ def write_draft(directory: Path, date: dt.date, *, previous: Path | None = None)
     with target.open("x", encoding="utf-8") as handle:
         handle.write(text)
     return target
+
+
+def _environment() -> Environment:
+    """No autoescape, no slot handling: the template itself quotes values (``tojson`` for YAML)."""
+    return Environment(
+        autoescape=False,
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )

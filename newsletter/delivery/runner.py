@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.config import Settings
-from newsletter.content.checks import check_issue
 from newsletter.content.loader import LoadedIssue, Problem, load_issue
 from newsletter.delivery.engine import Personaliser, RunReport, run_send
 from newsletter.delivery.esp.base import Outcome, Outgoing
 from newsletter.delivery.esp.registry import adapter_factory
 from newsletter.delivery.tokens import TokenSigner
 from newsletter.errors import BadInput, ConfigError
+from newsletter.render.checks import check_issue
 from newsletter.render.email import RenderedIssue, render_issue
 from newsletter.store.addresses import InvalidAddress, normalize
 from newsletter.store.db import open_database, writing

@@ -1,9 +1,8 @@
-"""The Jinja2 environments: one for the email and archive renderers, one for plain-text files.
+"""The Jinja2 environment of the email and archive renderers.
 
 In the email environment autoescaping is on for every template, and ``finalize`` neutralises slot
 markers in editor text, so no field value can inject markup or impersonate a per-recipient slot.
-Files that are not HTML (the YAML of a new draft) use :func:`text_environment`: HTML escaping there
-would write ``&amp;`` and ``&#37;`` into an editor's file.
+The YAML of a new draft is not HTML: ``content/draft.py`` renders it with a plain environment.
 """
 
 from __future__ import annotations
@@ -49,17 +48,3 @@ def environment(directory: Path | None = None) -> Environment:
     env.filters["md_inline"] = markdown.to_inline_html
     env.globals["slot"] = lambda name: Markup(marker(name))
     return env
-
-
-@lru_cache(maxsize=4)
-def text_environment(directory: Path | None = None) -> Environment:
-    """No autoescape, no slot handling: the template itself quotes values (``tojson`` for YAML)."""
-    return Environment(
-        loader=FileSystemLoader(str(directory or templates_dir())),
-        autoescape=False,
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        auto_reload=False,
-    )
