@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from pathlib import Path
@@ -19,12 +20,21 @@ from newsletter.cli.app import (
     settings_or_exit,
     styled,
 )
+from newsletter.config import Settings
 from newsletter.content.calendar import next_send_date
 from newsletter.content.checks import check_issue
 from newsletter.content.draft import write_draft
 from newsletter.content.loader import IssueFileError, Problem, load_issue
 from newsletter.errors import NewsletterError
-from newsletter.preview import write_preview
+from newsletter.preview import screenshot_preview, subscriber_values, write_preview
+
+DEFAULT_PREVIEW_PORT = 8025
+
+
+def _print_problems(problems: list[Problem]) -> None:
+    for problem in problems:
+        style = "red" if problem.severity == "error" else "yellow"
+        err_console.print(styled(problem.severity, style, problem))
 
 
 @app.command()
@@ -67,9 +77,7 @@ def check(
     if as_json:
         print(json.dumps([problem.as_dict() for problem in problems], indent=2))
     else:
-        for problem in problems:
-            style = "red" if problem.severity == "error" else "yellow"
-            err_console.print(styled(problem.severity, style, problem))
+        _print_problems(problems)
         summary = f"{len(issues)} file(s): {len(errors)} error(s), {len(problems) - len(errors)} warning(s)"
         err_console.print(summary)
     raise typer.Exit(2 if malformed else 1 if errors else 0)
@@ -78,19 +86,64 @@ def check(
 @app.command()
 def preview(
     issue: Annotated[Path, typer.Argument(help="The issue file to render.")],
-    out: Annotated[Path, typer.Option("--out", help="Directory for email.html and email.txt.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Directory for email.html and email.txt.")
+    ] = None,
     screenshot: Annotated[
         bool, typer.Option("--screenshot", help="Also write PNGs at 375 and 600 px wide.")
     ] = False,
+    as_address: Annotated[
+        str | None,
+        typer.Option("--as", metavar="ADDR", help="Fill name and email from this subscriber (database)."),
+    ] = None,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", help="Serve a live preview on 127.0.0.1 that updates on every save."),
+    ] = False,
+    port: Annotated[
+        int,
+        typer.Option("--port", min=0, max=65535, help="Port for --watch (a free one if busy; 0: any)."),
+    ] = DEFAULT_PREVIEW_PORT,
     config: ConfigOption = None,
 ) -> None:
-    """Render an issue to DIR/email.html and DIR/email.txt and print their sizes."""
+    """Render an issue as a reader gets it (slots filled) and print check's findings.
+
+    With --out: write DIR/email.html and DIR/email.txt (then PNGs with --screenshot). With --watch:
+    serve a page with the email at 375 and 600 px, light and dark, the text part and the findings,
+    re-rendered on every save. Ctrl-C stops it.
+    """
     settings = settings_or_exit(config)
+    if out is None and not watch:
+        raise typer.BadParameter("give --out DIR, or --watch for the live preview", param_hint="--out")
     try:
-        files = write_preview(issue, out, settings.newsletter, screenshots=screenshot)
+        values = None if as_address is None else subscriber_values(settings, as_address)
+        if out is not None:
+            _write_files(issue, out, settings, values, screenshot=screenshot)
+        if watch:
+            _serve_live(issue, settings, values, port)
     except NewsletterError as exc:
         fail(exc)
+
+
+def _write_files(
+    issue: Path, out: Path, settings: Settings, values: dict[str, str] | None, *, screenshot: bool
+) -> None:
+    """Files first, findings next, screenshots last: a missing browser loses only the PNGs."""
+    files = write_preview(issue, out, settings.newsletter, values=values)
     console.print(file_line("HTML", files.html))
     console.print(file_line("Text", files.text))
-    for shot in files.screenshots:
-        console.print(f"PNG   {shot}")
+    _print_problems(files.preview.findings)
+    errors = len(files.preview.errors)
+    warnings = len(files.preview.findings) - errors
+    note = "; send would refuse this issue" if errors else ""
+    err_console.print(f"check: {errors} error(s), {warnings} warning(s){note}")
+    if screenshot:
+        for shot in screenshot_preview(files, out):
+            console.print(f"PNG   {shot}")
+
+
+def _serve_live(issue: Path, settings: Settings, values: dict[str, str] | None, port: int) -> None:
+    from newsletter.web.preview import serve_preview  # uvicorn and watchfiles load only here
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a live preview ends: exit 0
+        serve_preview(issue, settings.newsletter, values, port=port, announce=console.print)
