@@ -74,8 +74,9 @@ _PAGE = """<!doctype html>
   .field { font:12px ui-monospace,SFMono-Regular,Menlo,monospace; color:var(--muted); }
   .msg { grid-column:2; }
   .clean { color:var(--ok); margin:0; }
-  pre#text { margin:0; max-height:46vh; overflow:auto; white-space:pre-wrap; word-break:break-word;
-             font:12px/1.5 ui-monospace,SFMono-Regular,Menlo,monospace; color:#323f4b; }
+  pre#text { margin:0; max-height:46vh; overflow:auto; white-space:pre;
+             font:11.5px/1.5 ui-monospace,SFMono-Regular,Menlo,monospace; color:#323f4b; }
+  body.broken .device iframe { border-color:#f3b4b7; box-shadow:0 0 0 3px #fde8e8; }
 </style>
 </head>
 <body>
@@ -151,6 +152,7 @@ function apply(s) {
   document.body.dataset.version = s.version;
   $("version").textContent = " v" + s.version;
   $("broken").classList.toggle("shown", s.broken.length > 0);
+  document.body.classList.toggle("broken", s.broken.length > 0);
   $("broken-list").replaceChildren(...s.broken.map(problemItem));
   const status = $("status");
   const at = new Date(s.finished_at * 1000).toLocaleTimeString();
@@ -200,7 +202,8 @@ _SOURCE = """<!doctype html>
        border-bottom:1px solid #d9dee4; position:sticky; top:0; }
   table { border-collapse:collapse; width:100%; }
   td { padding:0 12px; vertical-align:top; white-space:pre-wrap; word-break:break-word; }
-  td.n { width:1%; text-align:right; color:#9aa5b1; user-select:none; }
+  td.n { width:1%; white-space:nowrap; text-align:right; color:#9aa5b1; user-select:none;
+         border-right:1px solid #eef0f3; }
   td.n a { color:inherit; text-decoration:none; }
   tr { scroll-margin-top:40vh; }
   tr:target { background:#fff3c4; } tr:target td.n { color:#1f2933; font-weight:700; }
