@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Route
 
-from newsletter.render.screenshot import CHROMIUM, browser
+from newsletter.live import force_dark
+from newsletter.preview import render_preview
+from newsletter.render.screenshot import CHROMIUM, browser, open_page
 from tests.conftest import SAMPLE_ISSUES
 from tests.live_server import Running, live_server
 
@@ -132,3 +134,19 @@ def test_the_dark_switch_renders_the_email_in_dark_mode(page):
     _wait_for_frames(page)
     assert _heading_colour(page) != light
     assert page.get_attribute("#dark", "aria-pressed") == "true"
+
+
+def test_the_dark_variant_matches_a_dark_mode_client(chromium, settings):
+    """``force_dark`` must show what a reader in dark mode sees, element for element."""
+    html = render_preview(LARGEST, settings).html
+    colours = """() => [...document.querySelectorAll('body, .nl-card, .nl-card h2, .nl-card h3, a, p')]
+        .map((e) => { const s = getComputedStyle(e); return s.color + '/' + s.backgroundColor; })"""
+    client = open_page(chromium, html, 600, dark=True)
+    forced = open_page(chromium, force_dark(html), 600, dark=False)
+    light = open_page(chromium, html, 600, dark=False)
+    try:
+        assert forced.evaluate(colours) == client.evaluate(colours)
+        assert forced.evaluate(colours) != light.evaluate(colours)
+    finally:
+        for opened in (client, forced, light):
+            opened.context.close()
