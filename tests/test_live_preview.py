@@ -16,7 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from newsletter.cli import app
 from newsletter.live import LivePreview, force_dark
 from newsletter.preview import SAMPLE_EMAIL
 from newsletter.web.preview import bind
@@ -114,6 +116,26 @@ def test_a_broken_save_keeps_the_last_good_render_and_names_the_line(server, iss
         _save(issue, original.replace("alt: ", "alt: Fixed ", 1))
         fixed = _next_render(stream, broken["version"])
     assert fixed["broken"] == [] and fixed["good_version"] == fixed["version"]
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [b"\x00\xff\xfe binary \x89PNG\r\n", b"title: x\n" * 200_000, "sections: \u0007".encode()],
+    ids=["binary", "over-1-MB", "control-char"],
+)
+def test_a_hostile_save_is_a_broken_save_not_a_crash(server, issue, junk):
+    with httpx.stream("GET", server.url + "/events", timeout=10) as response:
+        stream = events(response.iter_lines())
+        first = _next_render(stream, 0)
+        issue.write_bytes(junk)
+        broken = _next_render(stream, first["version"])
+    assert broken["broken"] and broken["good_version"] == first["version"]
+    assert httpx.get(server.url + "/source", timeout=5).status_code == 200
+
+
+def test_watch_of_a_missing_file_is_bad_input(tmp_path):
+    result = CliRunner().invoke(app, ["preview", str(tmp_path / "typo.yaml"), "--watch"])
+    assert result.exit_code == 2 and "no such file" in result.output
 
 
 def test_a_lint_failure_still_renders_and_lists_the_finding(tmp_path, settings):

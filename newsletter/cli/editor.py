@@ -25,7 +25,7 @@ from newsletter.content.calendar import next_send_date
 from newsletter.content.checks import check_issue
 from newsletter.content.draft import write_draft
 from newsletter.content.loader import IssueFileError, Problem, load_issue
-from newsletter.errors import NewsletterError
+from newsletter.errors import BadInput, NewsletterError
 from newsletter.preview import screenshot_preview, subscriber_values, write_preview
 
 DEFAULT_PREVIEW_PORT = 8025
@@ -145,5 +145,7 @@ def _write_files(
 def _serve_live(issue: Path, settings: Settings, values: dict[str, str] | None, port: int) -> None:
     from newsletter.web.preview import serve_preview  # uvicorn and watchfiles load only here
 
+    if not issue.is_file():  # a typo would otherwise serve a page waiting for a file never written
+        raise BadInput(f"{issue}: no such file")
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a live preview ends: exit 0
         serve_preview(issue, settings.newsletter, values, port=port, announce=console.print)
