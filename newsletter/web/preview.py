@@ -24,7 +24,7 @@ import json
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -37,6 +37,9 @@ from newsletter.config import NewsletterSettings
 from newsletter.content.loader import Problem
 from newsletter.live import LivePreview, Snapshot, force_dark
 from newsletter.web.preview_page import NO_RENDER_YET, page, source_page
+
+if TYPE_CHECKING:
+    import uvicorn
 
 __all__ = ["HOST", "bind", "create_preview_app", "preview_server", "serve_preview", "state"]
 
@@ -159,7 +162,7 @@ def bind(port: int) -> socket.socket:
     return sock
 
 
-def preview_server(app: Starlette) -> Any:
+def preview_server(app: Starlette) -> uvicorn.Server:
     """A uvicorn server for ``app``; ``server.run(sockets=[bind(port)])`` serves until stopped."""
     import uvicorn  # loaded only by the commands that serve
 
