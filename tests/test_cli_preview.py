@@ -72,6 +72,8 @@ def test_out_or_watch_is_required(workdir):
     result = runner.invoke(app, ["preview", str(ISSUE)])
     assert result.exit_code == 2
     assert "--watch" in result.output
+    refused = runner.invoke(app, ["preview", str(ISSUE), "--watch", "--screenshot"])
+    assert refused.exit_code == 2 and "--out" in refused.output
 
 
 def test_a_malformed_file_with_as_and_no_database_fails_cleanly(workdir, monkeypatch):

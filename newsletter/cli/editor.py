@@ -115,6 +115,8 @@ def preview(
     settings = settings_or_exit(config)
     if out is None and not watch:
         raise typer.BadParameter("give --out DIR, or --watch for the live preview", param_hint="--out")
+    if screenshot and out is None:
+        raise typer.BadParameter("the PNGs go next to the HTML: give --out DIR", param_hint="--screenshot")
     try:
         values = None if as_address is None else subscriber_values(settings, as_address)
         if out is not None:
