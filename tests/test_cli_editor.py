@@ -64,7 +64,10 @@ def test_preview_writes_html_and_text_and_prints_sizes(workdir):
     result = runner.invoke(app, ["preview", str(SAMPLE_ISSUES[-1]), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert (out / "email.html").read_text().startswith("<!doctype html>")
-    assert "%%unsubscribe_url%%" in (out / "email.txt").read_text()
+    # Slots are filled with the sample subscriber: the preview shows what a reader gets.
+    text = (out / "email.txt").read_text()
+    assert "%%" not in text and "%%" not in (out / "email.html").read_text()
+    assert "/u/PREVIEW-this-is-not-a-real-unsubscribe-link" in text
     assert "KB" in result.output and "email.html" in result.output
 
 

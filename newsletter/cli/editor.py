@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from pathlib import Path
@@ -22,7 +23,16 @@ from newsletter.cli.app import (
 from newsletter.errors import NewsletterError
 
 if TYPE_CHECKING:
+    from newsletter.config import Settings
     from newsletter.content.loader import Problem
+
+DEFAULT_PREVIEW_PORT = 8025
+
+
+def _print_problems(problems: list[Problem]) -> None:
+    for problem in problems:
+        style = "red" if problem.severity == "error" else "yellow"
+        err_console.print(styled(problem.severity, style, problem))
 
 
 @app.command()
@@ -79,9 +89,7 @@ def check(
     if as_json:
         print(json.dumps([problem.as_dict() for problem in problems], indent=2))
     else:
-        for problem in problems:
-            style = "red" if problem.severity == "error" else "yellow"
-            err_console.print(styled(problem.severity, style, problem))
+        _print_problems(problems)
         summary = f"{len(issues)} file(s): {len(errors)} error(s), {len(problems) - len(errors)} warning(s)"
         err_console.print(summary)
     raise typer.Exit(2 if malformed else 1 if errors else 0)
@@ -91,22 +99,74 @@ def check(
 def preview(
     issue: Annotated[Path, typer.Argument(metavar="ISSUE", help="The issue file to render.")],
     out: Annotated[
-        Path, typer.Option("--out", metavar="DIR", help="Directory for email.html and email.txt.")
-    ],
+        Path | None, typer.Option("--out", metavar="DIR", help="Directory for email.html and email.txt.")
+    ] = None,
     screenshot: Annotated[
         bool, typer.Option("--screenshot", help="Also write PNGs at 375 and 600 px wide.")
     ] = False,
+    as_address: Annotated[
+        str | None,
+        typer.Option("--as", metavar="ADDR", help="Fill name and email from this subscriber (database)."),
+    ] = None,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", help="Serve a live preview on 127.0.0.1 that updates on every save."),
+    ] = False,
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port", metavar="PORT", min=0, max=65535, help="Port for --watch (a free one if busy; 0: any)."
+        ),
+    ] = DEFAULT_PREVIEW_PORT,
     config: ConfigOption = None,
 ) -> None:
-    """Render an issue to DIR/email.html and DIR/email.txt and print their sizes."""
-    from newsletter.preview import write_preview
+    """Render an issue as a reader gets it (slots filled) and print check's findings.
+
+    With --out: write DIR/email.html and DIR/email.txt (then PNGs with --screenshot). With --watch:
+    serve a page with the email at 375 and 600 px, light and dark, the text part and the findings,
+    re-rendered on every save. Ctrl-C stops it.
+    """
+    from newsletter.preview import subscriber_values
 
     settings = settings_or_exit(config)
+    if out is None and not watch:
+        raise typer.BadParameter("give --out DIR, or --watch for the live preview", param_hint="--out")
+    if screenshot and out is None:
+        raise typer.BadParameter("the PNGs go next to the HTML: give --out DIR", param_hint="--screenshot")
     try:
-        files = write_preview(issue, out, settings.newsletter, screenshots=screenshot)
+        values = None if as_address is None else subscriber_values(settings, as_address)
+        if out is not None:
+            _write_files(issue, out, settings, values, screenshot=screenshot)
+        if watch:
+            _serve_live(issue, settings, values, port)
     except NewsletterError as exc:
         fail(exc)
+
+
+def _write_files(
+    issue: Path, out: Path, settings: Settings, values: dict[str, str] | None, *, screenshot: bool
+) -> None:
+    """Files first, findings next, screenshots last: a missing browser loses only the PNGs."""
+    from newsletter.preview import screenshot_preview, write_preview
+
+    files = write_preview(issue, out, settings.newsletter, values=values)
     console.print(file_line("HTML", files.html))
     console.print(file_line("Text", files.text))
-    for shot in files.screenshots:
-        console.print(f"PNG   {shot}")
+    _print_problems(files.preview.findings)
+    errors = len(files.preview.errors)
+    warnings = len(files.preview.findings) - errors
+    note = "; send would refuse this issue" if errors else ""
+    err_console.print(f"check: {errors} error(s), {warnings} warning(s){note}")
+    if screenshot:
+        for shot in screenshot_preview(files, out):
+            console.print(f"PNG   {shot}")
+
+
+def _serve_live(issue: Path, settings: Settings, values: dict[str, str] | None, port: int) -> None:
+    from newsletter.errors import BadInput
+    from newsletter.web.preview import serve_preview  # uvicorn and watchfiles load only here
+
+    if not issue.is_file():  # a typo would otherwise serve a page waiting for a file never written
+        raise BadInput(f"{issue}: no such file")
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a live preview ends: exit 0
+        serve_preview(issue, settings.newsletter, values, port=port, announce=console.print)

@@ -1,1 +1,2 @@
-"""The HTTP side of the newsletter: for now, the endpoint providers post their webhooks to."""
+"""The HTTP side of the newsletter: the webhook endpoint providers post to (``app``) and the
+editors' live preview (``preview``)."""
