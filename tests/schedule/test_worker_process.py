@@ -74,7 +74,9 @@ def _schedule_in(seconds: float, workdir: Path, env: dict[str, str]) -> dt.datet
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert f"for {at:%Y-%m-%d %H:%M:%S} UTC" in done.stdout
+    # The confirmation shows seconds only when there are some: "00:01 UTC", "00:01:07 UTC".
+    shown = f"{at:%Y-%m-%d %H:%M:%S}" if at.second else f"{at:%Y-%m-%d %H:%M}"
+    assert f"for {shown} UTC" in done.stdout, done.stdout
     return at
 
 
