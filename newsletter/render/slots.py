@@ -60,6 +60,14 @@ def fill_html(body: str, values: Mapping[str, str]) -> str:
     return fill(body, html_values(values))
 
 
+def pieces(body: str) -> list[str]:
+    """``body`` cut at its slot markers: literal text at even indexes, slot names at odd ones.
+
+    For a sender that encodes the literal text once per send and only the values per recipient.
+    """
+    return _MARKER.split(body)
+
+
 def translate(body: str, syntax: str) -> str:
     """Rewrite markers into a provider's syntax, e.g. ``"{{%s}}"`` or ``"%%recipient.%s%%"``."""
     return _MARKER.sub(lambda match: syntax % match.group(1), body)

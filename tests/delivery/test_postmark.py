@@ -153,6 +153,29 @@ def test_mustachio_translation_escapes_literal_braces() -> None:
     assert template_alias("", 3) == "newsletter-3-issue"
 
 
+def test_the_fast_full_body_encoding_is_the_documented_message(fake: RunningFakeESP) -> None:
+    """``_encode_plain`` splices pre-encoded bodies; each message must parse to ``_plain``."""
+    html = '<p title="%%name%%">Hi %%name%%, \\ "quoted" \u2028 ü</p><a href="%%unsubscribe_url%%">x</a>'
+    message = make_message(subject="For %%name%%", html=html, text="Hello %%name%% %%email%%\n\t\"end\"")
+    names = ["Ann", ' "Quoted" \\ Name ', "<b>&amp;</b>", "Ünïcødé", "", "Line\u2028Sep", "Del\x7f"]
+    names.append("%%name%%")
+    recipients = [make_recipient(i, name=name) for i, name in enumerate(names)]
+    adapter = PostmarkAdapter(token=TOKEN, base_url=fake.url, templates=False)
+    try:
+        encoded = adapter._encode_plain(message, recipients)
+        expected = [adapter._plain(message, r) for r in recipients]
+        # No slots at all, and a body that is only a slot.
+        bare = make_message(key="bare-content", subject="S", html="%%name%%", text="plain")
+        assert [orjson.loads(m) for m in adapter._encode_plain(bare, recipients[:3])] == [
+            adapter._plain(bare, r) for r in recipients[:3]
+        ]
+    finally:
+        adapter.close()
+    assert [orjson.loads(item) for item in encoded] == expected
+    assert "&lt;b&gt;&amp;amp;&lt;/b&gt;" in expected[2]["HtmlBody"]
+    assert "<b>&amp;</b>" in expected[2]["Subject"]
+
+
 @pytest.mark.parametrize("brace", [False, True])
 def test_the_fast_batch_encoding_is_the_documented_message(fake: RunningFakeESP, brace: bool) -> None:
     """``_encode_templated`` splices pre-encoded JSON; each message must parse to ``_templated``."""
