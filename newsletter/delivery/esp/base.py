@@ -38,6 +38,7 @@ __all__ = [
     "Recipient",
     "Result",
     "RetryableError",
+    "every",
 ]
 
 
@@ -158,3 +159,8 @@ class Adapter(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+def every(recipients: Sequence[Recipient], outcome: Outcome, error: str) -> list[Result]:
+    """The same outcome for each recipient of a batch: a request refused or unanswered whole."""
+    return [Result(r.delivery_id, outcome, error=error) for r in recipients]

@@ -124,6 +124,15 @@ def send(
         raise Unanswered(f"{method} {path}: no answer: {_describe(exc)}") from exc
 
 
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """A response's JSON object, or {} when the body is not one (a proxy's HTML error page)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def encode_json(payload: Any) -> bytes:
     """Compact UTF-8 JSON, by orjson: a batch is encoded per message, a million times a send,
     where the standard library's encoder took a fifth of the sender's time."""

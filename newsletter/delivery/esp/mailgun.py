@@ -55,8 +55,16 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from newsletter.delivery.esp.base import AuthError, Outcome, Outgoing, Recipient, Result
-from newsletter.delivery.esp.http import Timeouts, Unanswered, check_status, make_client, send, short_body
+from newsletter.delivery.esp.base import AuthError, Outcome, Outgoing, Recipient, Result, every
+from newsletter.delivery.esp.http import (
+    Timeouts,
+    Unanswered,
+    check_status,
+    json_object,
+    make_client,
+    send,
+    short_body,
+)
 from newsletter.render.slots import SLOTS, html_values, slots_in, translate
 
 __all__ = ["MAILGUN_API", "MAILGUN_EU_API", "MAX_RECIPIENTS", "MailgunAdapter", "html_variable", "variable"]
@@ -219,7 +227,7 @@ class MailgunAdapter:
         try:
             response = send(self._client, "POST", self.path, body, content_type=content_type)
         except Unanswered as exc:
-            return _all(recipients, Outcome.UNKNOWN, str(exc))
+            return every(recipients, Outcome.UNKNOWN, str(exc))
         return self._read(response, recipients)
 
     # -- beyond the protocol -------------------------------------------------------------------
@@ -257,30 +265,18 @@ class MailgunAdapter:
             return [Result(r.delivery_id, accepted, message_id) for r in recipients]
         if status == 400:
             error = _message(response) or f"HTTP 400: {short_body(response)}"
-            return _all(recipients, Outcome.FAILED, error)
+            return every(recipients, Outcome.FAILED, error)
         raise AuthError(f"{what}: HTTP {status}: {short_body(response)}")
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _message_id(response: httpx.Response) -> str | None:
     """Mailgun's ``id`` (``<…@domain>``) as events carry it: without the angle brackets."""
-    value = _json(response).get("id")
+    value = json_object(response).get("id")
     if not isinstance(value, str):
         return None
     return value.strip().strip("<>") or None
 
 
 def _message(response: httpx.Response) -> str:
-    value = _json(response).get("message")
+    value = json_object(response).get("message")
     return str(value) if value else ""
-
-
-def _all(recipients: Sequence[Recipient], outcome: Outcome, error: str) -> list[Result]:
-    return [Result(r.delivery_id, outcome, error=error) for r in recipients]

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,12 +49,14 @@ from newsletter.delivery.esp.base import (
     Recipient,
     Result,
     RetryableError,
+    every,
 )
 from newsletter.delivery.esp.http import (
     Timeouts,
     Unanswered,
     check_status,
     encode_json,
+    json_object,
     make_client,
     request_json,
     send,
@@ -258,7 +259,7 @@ class PostmarkAdapter:
         check_status(existing, "get template")
         if existing.status_code != 200:
             raise _stop(f"Postmark refused the template {alias}: {short_body(created)}")
-        current = _json_object(existing)
+        current = json_object(existing)
         if all(current.get(field) == value for field, value in content.items()):
             return prepared
         updated = request_json(self._client, "PUT", f"/templates/{alias}", {"Name": body["Name"], **content})
@@ -405,12 +406,12 @@ class PostmarkAdapter:
                 if not results:
                     return [Result(r.delivery_id, Outcome.UNKNOWN, error=str(exc)) for r in recipients]
                 results += [Result(r.delivery_id, Outcome.UNKNOWN, error=str(exc)) for r in batch]
-                results += _all(recipients[end:], Outcome.RETRY, "not sent: an earlier request failed")
+                results += every(recipients[end:], Outcome.RETRY, "not sent: an earlier request failed")
                 return results
             except ESPError as exc:
                 if not results:
                     raise
-                results += _all(recipients[start:], Outcome.RETRY, str(exc))
+                results += every(recipients[start:], Outcome.RETRY, str(exc))
                 return results
         return results
 
@@ -424,7 +425,7 @@ class PostmarkAdapter:
             if code == _TEMPLATE_NOT_FOUND:
                 self._prepared.pop(message.key, None)
                 raise RetryableError(f"Postmark: template missing, will be made again: {text}")
-            return _all(batch, Outcome.FAILED, f"ErrorCode {code}: {text}")
+            return every(batch, Outcome.FAILED, f"ErrorCode {code}: {text}")
         if response.status_code != 200:
             raise _stop(f"Postmark {path}: unexpected HTTP {response.status_code}: {short_body(response)}")
         try:
@@ -492,25 +493,15 @@ def _stop(reason: str) -> AuthError:
     return AuthError(reason)
 
 
-def _all(recipients: Sequence[Recipient], outcome: Outcome, error: str) -> list[Result]:
-    return [Result(r.delivery_id, outcome, error=error) for r in recipients]
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except (ValueError, json.JSONDecodeError):
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _error_code(response: httpx.Response) -> int | None:
-    code = _json_object(response).get("ErrorCode")
+    code = json_object(response).get("ErrorCode")
     return code if isinstance(code, int) else None
 
 
 def _error_message(response: httpx.Response) -> str:
-    return str(_json_object(response).get("Message") or short_body(response))
+    return str(json_object(response).get("Message") or short_body(response))
 
 
 class _Spliced:

@@ -48,7 +48,15 @@ from typing import Any, Final
 import httpx
 import orjson
 
-from newsletter.delivery.esp.base import AuthError, Outcome, Outgoing, Recipient, Result, RetryableError
+from newsletter.delivery.esp.base import (
+    AuthError,
+    Outcome,
+    Outgoing,
+    Recipient,
+    Result,
+    RetryableError,
+    every,
+)
 from newsletter.delivery.esp.http import (
     Timeouts,
     Unanswered,
@@ -184,7 +192,7 @@ class SendGridAdapter:
         try:
             response = send(self._client, "POST", PATH, body)
         except Unanswered as exc:
-            return _all(recipients, Outcome.UNKNOWN, str(exc))
+            return every(recipients, Outcome.UNKNOWN, str(exc))
         return self._read(response, recipients)
 
     # -- beyond the protocol -------------------------------------------------------------------
@@ -220,13 +228,13 @@ def _refused(response: httpx.Response, recipients: Sequence[Recipient]) -> list[
     names no personalization (then the request itself was wrong for everyone)."""
     errors = _errors(response)
     if not errors:
-        return _all(recipients, Outcome.FAILED, f"HTTP 400: {short_body(response)}")
+        return every(recipients, Outcome.FAILED, f"HTTP 400: {short_body(response)}")
     named: dict[int, list[str]] = {}
     for text, field in errors:
         match = _FIELD_INDEX.match(field or "")
         if match is None or int(match.group(1)) >= len(recipients):
             summary = "; ".join(f"{text} ({field})" if field else text for text, field in errors)
-            return _all(recipients, Outcome.FAILED, summary)
+            return every(recipients, Outcome.FAILED, summary)
         named.setdefault(int(match.group(1)), []).append(f"{text} ({field})")
     results = []
     for index, recipient in enumerate(recipients):
@@ -264,7 +272,3 @@ def _rate_limit_reset(value: str | None) -> float | None:
         return max(0.0, float(value) - time.time())
     except ValueError:
         return parse_retry_after(value)
-
-
-def _all(recipients: Sequence[Recipient], outcome: Outcome, error: str) -> list[Result]:
-    return [Result(r.delivery_id, outcome, error=error) for r in recipients]

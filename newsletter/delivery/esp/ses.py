@@ -75,12 +75,14 @@ from newsletter.delivery.esp.base import (
     Recipient,
     Result,
     RetryableError,
+    every,
 )
 from newsletter.delivery.esp.http import (
     Timeouts,
     Unanswered,
     check_status,
     encode_json,
+    json_object,
     make_client,
     request_json,
     send,
@@ -324,7 +326,7 @@ class SesAdapter:
         try:
             response = send(self._client, "POST", SEND_PATH, body)
         except Unanswered as exc:
-            return refused + _all(sendable, Outcome.UNKNOWN, str(exc))
+            return refused + every(sendable, Outcome.UNKNOWN, str(exc))
         return refused + self._read(message, response, sendable)
 
     def finish(self, message: Outgoing) -> None:
@@ -458,7 +460,7 @@ class SesAdapter:
             self._prepared.pop(_cache_key(message), None)
             raise RetryableError(f"SES: template missing, will be made again: {_describe(response)}")
         if status == 400 and kind not in _STOP_ERRORS:
-            return _all(batch, Outcome.FAILED, _describe(response))
+            return every(batch, Outcome.FAILED, _describe(response))
         raise AuthError(f"SES {SEND_PATH}: HTTP {status}: {_describe(response)}")
 
     def _read_entries(
@@ -471,7 +473,7 @@ class SesAdapter:
             answers = None
         if not isinstance(answers, list) or len(answers) != len(batch):
             error = f"SES {SEND_PATH}: unreadable answer: {short_body(response)}"
-            return _all(batch, Outcome.UNKNOWN, error)
+            return every(batch, Outcome.UNKNOWN, error)
         results: list[Result] = []
         stopped: str | None = None
         accepted = Outcome.ACCEPTED
@@ -505,26 +507,18 @@ def _cache_key(message: Outgoing) -> tuple[int, str, str]:
     return message.send_id, message.key, message.subject
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def _error_type(response: httpx.Response) -> str:
     """The exception SES names: the ``x-amzn-ErrorType`` header (``Name:uri``), else the body's
     ``__type`` or ``code`` (``…#Name``), as AWS's REST-JSON protocol puts it."""
     value = response.headers.get("x-amzn-ErrorType") or ""
     if not value:
-        body = _json_object(response)
+        body = json_object(response)
         value = str(body.get("__type") or body.get("code") or "")
     return value.split(":", 1)[0].rpartition("#")[2].strip()
 
 
 def _error_message(response: httpx.Response) -> str:
-    body = _json_object(response)
+    body = json_object(response)
     return str(body.get("message") or body.get("Message") or "")
 
 
@@ -535,6 +529,3 @@ def _describe(response: httpx.Response) -> str:
         return f"{kind}: {text}" if kind and text else kind or text
     return f"HTTP {response.status_code}: {short_body(response)}"
 
-
-def _all(recipients: Sequence[Recipient], outcome: Outcome, error: str) -> list[Result]:
-    return [Result(r.delivery_id, outcome, error=error) for r in recipients]

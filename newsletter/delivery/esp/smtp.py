@@ -31,7 +31,15 @@ import ssl
 from collections.abc import Sequence
 from typing import Final, Literal, cast
 
-from newsletter.delivery.esp.base import AuthError, Outcome, Outgoing, Recipient, Result, RetryableError
+from newsletter.delivery.esp.base import (
+    AuthError,
+    Outcome,
+    Outgoing,
+    Recipient,
+    Result,
+    RetryableError,
+    every,
+)
 from newsletter.delivery.message import MimeTemplate
 
 __all__ = ["SmtpAdapter", "TlsMode"]
@@ -113,29 +121,29 @@ class SmtpAdapter:
             except (RetryableError, AuthError) as exc:
                 if not results:
                     raise
-                return results + _all(recipients[index:], Outcome.RETRY, str(exc))
+                return results + every(recipients[index:], Outcome.RETRY, str(exc))
             except _NotSent as exc:
                 self._drop()
                 reconnects_without_progress += 1
                 if reconnects_without_progress > 1:
                     if not results:
                         raise RetryableError(f"SMTP connection lost twice: {exc}") from exc
-                    return results + _all(recipients[index:], Outcome.RETRY, f"connection lost: {exc}")
+                    return results + every(recipients[index:], Outcome.RETRY, f"connection lost: {exc}")
                 continue  # reconnect and send the same message again
             except _Lost as exc:
                 self._drop()
                 results.append(Result(recipient.delivery_id, Outcome.UNKNOWN, error=str(exc)))
-                return results + _all(
+                return results + every(
                     recipients[index + 1 :], Outcome.RETRY, "not attempted: connection lost"
                 )
             except _Throttled as exc:
                 if not results:
                     raise RetryableError(str(exc)) from exc
-                return results + _all(recipients[index:], Outcome.RETRY, str(exc))
+                return results + every(recipients[index:], Outcome.RETRY, str(exc))
             except _SenderRefused as exc:
                 if not results:
                     raise AuthError(str(exc)) from exc
-                return results + _all(recipients[index:], Outcome.RETRY, str(exc))
+                return results + every(recipients[index:], Outcome.RETRY, str(exc))
             reconnects_without_progress = 0
             index += 1
         return results
@@ -282,10 +290,6 @@ def _outcome_for(code: int) -> Outcome:
 def _say(code: int, reply: bytes | str) -> str:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
     return f"{code} {text}".strip()
-
-
-def _all(recipients: Sequence[Recipient], outcome: Outcome, error: str) -> list[Result]:
-    return [Result(r.delivery_id, outcome, error=error) for r in recipients]
 
 
 def _close_quietly(smtp: smtplib.SMTP | None) -> None:
