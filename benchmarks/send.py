@@ -288,7 +288,7 @@ def child_wire(args: argparse.Namespace) -> dict[str, Any]:
     """
     import httpx
 
-    from newsletter.delivery.esp.postmark import PostmarkAdapter
+    from newsletter.delivery.esp.postmark import PLAIN_MESSAGES, PostmarkAdapter
     from newsletter.delivery.message import MimeTemplate
     from newsletter.delivery.runner import outgoing_for, prepare_issue
 
@@ -351,8 +351,9 @@ def child_wire(args: argparse.Namespace) -> dict[str, Any]:
         path = "/email/batchWithTemplates" if template is not None else "/email/batch"
         client = httpx.Client(base_url=args.esp_url, headers={"X-Postmark-Server-Token": TOKEN}, timeout=120)
         started = time.perf_counter()
-        for start in range(0, len(recipients), adapter.max_batch):
-            batch = recipients[start : start + adapter.max_batch]
+        per_request = adapter.max_batch if template is not None else PLAIN_MESSAGES
+        for start in range(0, len(recipients), per_request):
+            batch = recipients[start : start + per_request]
             if template is not None:
                 body = b'{"Messages":[' + b",".join(adapter._encode_templated(message, batch)) + b"]}"
             else:

@@ -350,16 +350,34 @@ def test_a_revoked_token_mid_send_stops_it(
 def test_a_batch_above_the_limit_is_never_sent(
     adapter: PostmarkAdapter, fake: RunningFakeESP, message: Outgoing, record_path: Any
 ) -> None:
-    limit = adapter.max_batch  # 500 with templates; 50 with a full body per message
-    assert limit == (500 if adapter.mode is Mode.TEMPLATES else 50)
+    limit = adapter.max_batch  # 500 either way; with full bodies it goes as requests of 50
+    assert limit == 500
     with pytest.raises(ValueError, match=f"at most {limit} "):
         adapter.send_batch(message, make_recipients(limit + 1))
     assert fake.esp.stats["send_requests"] == 0
 
-    adapter.max_batch = 501  # even raised by mistake, no request carries more than 500
+    adapter.max_batch = 501  # even raised by mistake, no request carries more than 500 (or 50)
     results = adapter.send_batch(message, make_recipients(501))
     assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 501
-    assert fake.esp.stats["send_requests"] == 2 and fake.esp.stats["refused_too_many"] == 0
+    requests = 2 if adapter.mode is Mode.TEMPLATES else 11
+    assert fake.esp.stats["send_requests"] == requests and fake.esp.stats["refused_too_many"] == 0
+
+
+def test_a_full_body_batch_goes_as_requests_of_fifty_and_a_lost_one_is_unknown_alone(
+    fake: RunningFakeESP, message: Outgoing, record_path: Any
+) -> None:
+    """A batch of 120 full bodies is three requests. The second one gets no answer: its 50 are
+    unknown, the 20 after it were never sent (retry), the first 50 stay accepted."""
+    adapter = PostmarkAdapter(token=TOKEN, base_url=fake.url, templates=False)
+    try:
+        fake.esp.set_faults(next=["ok", "drop_after"])
+        results = adapter.send_batch(message, make_recipients(120))
+    finally:
+        adapter.close()
+    outcomes = [r.outcome for r in results]
+    assert outcomes == [Outcome.ACCEPTED] * 50 + [Outcome.UNKNOWN] * 50 + [Outcome.RETRY] * 20
+    assert fake.esp.stats["send_requests"] == 2
+    assert len(read_record(record_path)) == 100  # the unanswered request was processed
 
 
 def test_a_batch_the_provider_finds_too_big_stops_the_send(

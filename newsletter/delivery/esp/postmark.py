@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -70,7 +70,7 @@ POSTMARK_API: Final = "https://api.postmarkapp.com"
 #: Postmark's documented limits for one batch call: 500 messages, 50 MB. We keep headroom below the
 #: byte limit for JSON framing and our own estimate of it.
 MAX_MESSAGES: Final = 500
-#: Messages per request with full bodies (see ``PostmarkAdapter.__init__``).
+#: Messages per request with full bodies (a batch of 500 goes as ten; see ``PostmarkAdapter.__init__``).
 PLAIN_MESSAGES: Final = 50
 MAX_BATCH_BYTES: Final = 45 * 1024 * 1024
 
@@ -157,10 +157,11 @@ class PostmarkAdapter:
         if not token:
             raise AuthError("no Postmark server token (set POSTMARK_TOKEN)")
         self.mode = Mode.TEMPLATES if templates else Mode.PLAIN
-        # With a full body per message, 500 of a 70 KB issue is a 35 MB request, held several
-        # times over while it is built and sent, per worker (756 MB at peak with three). Fifty
-        # make a 3.5 MB request: the same throughput, a tenth of the memory.
-        self.max_batch = MAX_MESSAGES if templates else PLAIN_MESSAGES
+        # A batch is up to 500 messages either way (one claim in the ledger). With a full body per
+        # message, 500 of a 70 KB issue would be a 35 MB request, held several times over while it
+        # is built and sent, per worker (756 MB at peak with three): such a batch goes as requests
+        # of fifty, 3.5 MB each, encoded one at a time (``_requests``).
+        self.max_batch = MAX_MESSAGES
         self.message_stream = message_stream
         self._client = client or make_client(
             (base_url or POSTMARK_API).rstrip("/"),
@@ -202,10 +203,10 @@ class PostmarkAdapter:
         if len(recipients) > self.max_batch:
             raise ValueError(f"Postmark takes at most {self.max_batch} messages per call")
         if self.mode is Mode.PLAIN:
-            path, encoded = "/email/batch", self._encode_plain(message, recipients)
-        else:
-            path, encoded = "/email/batchWithTemplates", self._encode_templated(message, recipients)
-        return self._post_in_chunks(message, path, recipients, encoded)
+            requests = self._requests(message, recipients, self._encode_plain, PLAIN_MESSAGES)
+            return self._post_in_chunks(message, "/email/batch", recipients, requests)
+        requests = self._requests(message, recipients, self._encode_templated, MAX_MESSAGES)
+        return self._post_in_chunks(message, "/email/batchWithTemplates", recipients, requests)
 
     def finish(self, message: Outgoing) -> None:
         """Delete the send's template: a Postmark server keeps at most 100 (a weekly newsletter
@@ -386,25 +387,45 @@ class PostmarkAdapter:
 
     # -- one batch -----------------------------------------------------------------------------
 
+    @staticmethod
+    def _requests(
+        message: Outgoing,
+        recipients: Sequence[Recipient],
+        encode: Callable[[Outgoing, Sequence[Recipient]], list[bytes]],
+        per_request: int,
+    ) -> Iterator[tuple[int, int, bytes]]:
+        """``(start, end, body)`` of each request of a batch, encoded only when its turn comes.
+
+        A claimed batch may hold more messages than one request carries (full bodies: 500 claimed,
+        50 a request), so the ledger's work per batch is paid once for several requests, while
+        only one request's bodies are in memory at a time.
+        """
+        for first in range(0, len(recipients), per_request):
+            encoded = encode(message, recipients[first : first + per_request])
+            for start, end in _chunks(encoded):
+                yield first + start, first + end, b"[" + b",".join(encoded[start:end]) + b"]"
+
     def _post_in_chunks(
-        self, message: Outgoing, path: str, recipients: Sequence[Recipient], encoded: list[bytes]
+        self,
+        message: Outgoing,
+        path: str,
+        recipients: Sequence[Recipient],
+        requests: Iterator[tuple[int, int, bytes]],
     ) -> list[Result]:
-        """One request normally; more only when full bodies would exceed Postmark's size limit.
+        """Post each request of the batch in turn.
 
         A failure of the first request is the whole batch's (raised); once something was accepted,
-        a later failure is reported per recipient instead, so accepted results are never lost.
+        a later failure is reported per recipient instead, so accepted results are never lost. An
+        unanswered request makes its own recipients ``unknown``; those after it were never sent.
         """
         results: list[Result] = []
-        for start, end in _chunks(encoded):
+        for start, end, body in requests:
             batch = recipients[start:end]
-            body = b"[" + b",".join(encoded[start:end]) + b"]"
             if path.endswith("batchWithTemplates"):
                 body = b'{"Messages":' + body + b"}"
             try:
                 results += self._post(message, path, batch, body)
             except Unanswered as exc:
-                if not results:
-                    return [Result(r.delivery_id, Outcome.UNKNOWN, error=str(exc)) for r in recipients]
                 results += [Result(r.delivery_id, Outcome.UNKNOWN, error=str(exc)) for r in batch]
                 results += every(recipients[end:], Outcome.RETRY, "not sent: an earlier request failed")
                 return results
