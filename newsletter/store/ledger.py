@@ -179,24 +179,24 @@ class Ledger:
     ) -> SendInfo:
         """Create the send and snapshot its audience in the caller's transaction."""
         now = utcnow()
-        send_id = self.conn.execute(
-            insert(Send)
-            .values(
-                issue_file=issue_file,
-                issue_date=issue_date,
-                segment=segment,
-                subject=subject,
-                content_hash=content_hash,
-                provider=provider,
-                state=SendState.SENDING,
-                recipients=0,
-                created_at=now,
-                started_at=now,
-            )
-            .returning(Send.id)
-        ).scalar_one()
+        send_id = self._insert_send(
+            issue_file=issue_file,
+            issue_date=issue_date,
+            segment=segment,
+            subject=subject,
+            content_hash=content_hash,
+            provider=provider,
+            state=SendState.SENDING,
+            created_at=now,
+            started_at=now,
+        )
         self._snapshot(send_id, segment)
         return self.get_send(send_id)
+
+    def _insert_send(self, **values: Any) -> int:
+        """One ``sends`` row, its audience not yet counted; its id."""
+        statement = insert(Send).values(recipients=0, **values).returning(Send.id)
+        return int(self.conn.execute(statement).scalar_one())
 
     def _snapshot(self, send_id: int, segment: str) -> None:
         """Insert one pending delivery per eligible subscriber, and count them on the send."""
@@ -280,22 +280,17 @@ class Ledger:
         scheduled_at: dt.datetime,
     ) -> SendInfo:
         """A send waiting for ``scheduled_at`` (UTC): no audience yet, that is taken when it starts."""
-        send_id = self.conn.execute(
-            insert(Send)
-            .values(
-                issue_file=issue_file,
-                issue_date=issue_date,
-                segment=segment,
-                subject=subject,
-                content_hash=content_hash,
-                provider=provider,
-                state=SendState.SCHEDULED,
-                recipients=0,
-                scheduled_at=scheduled_at,
-                created_at=utcnow(),
-            )
-            .returning(Send.id)
-        ).scalar_one()
+        send_id = self._insert_send(
+            issue_file=issue_file,
+            issue_date=issue_date,
+            segment=segment,
+            subject=subject,
+            content_hash=content_hash,
+            provider=provider,
+            state=SendState.SCHEDULED,
+            scheduled_at=scheduled_at,
+            created_at=utcnow(),
+        )
         return self.get_send(send_id)
 
     def reschedule(
