@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 bash scripts/install-chromium.sh
 bash scripts/start-postgres.sh
-.venv/bin/ruff check newsletter tests benchmarks
+.venv/bin/ruff check newsletter migrations tests benchmarks setup.py
 .venv/bin/mypy
 # pytest exits 5 when it collected no tests; that is a failure here, as is any other non-zero code.
 exec .venv/bin/python -m pytest "$@"

@@ -1,7 +1,8 @@
 """The wheel works on its own: built from this tree, installed (not editable) in a fresh virtual
 environment with the locked runtime dependencies, ``newsletter db upgrade`` and ``newsletter demo``
 run in an empty directory, far from any checkout. Templates, migrations and samples must therefore
-ship inside the package.
+ship inside the package: the top-level templates/ and migrations/ as ``newsletter.templates`` and
+``newsletter.migrations`` (mapped by pyproject.toml and setup.py), samples as package data.
 
 Offline: the wheel is built with the build backend already in .venv (pinned in the lock), and the
 dependencies come from uv's cache, which scripts/setup.sh filled.
@@ -21,7 +22,7 @@ import pytest
 from newsletter.store.db import head_revision
 from tests.conftest import ROOT, clean_environment
 
-SOURCES = ("pyproject.toml", "README.md", "newsletter")
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "newsletter", "templates", "migrations")
 CACHE_HINT = (
     "\nuv's cache lacks a locked file; fill it with `.venv/bin/uv pip install --python .venv/bin/python"
     " --reinstall --require-hashes -r requirements-test.lock` (scripts/setup.sh does on a new .venv)"
@@ -92,9 +93,19 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def head_file() -> str:
     """The file name of the newest migration in this tree."""
-    versions = ROOT / "newsletter" / "migrations" / "versions"
+    versions = ROOT / "migrations" / "versions"
     (path,) = [p for p in versions.glob("*.py") if p.name.startswith(f"{head_revision()}_")]
     return path.name
+
+
+def test_templates_and_migrations_sit_at_the_top_of_the_repository() -> None:
+    """The layout the project states: the folders a reader looks for first are where they are named."""
+    for folder in ("templates/email", "templates/draft", "migrations/versions"):
+        assert (ROOT / folder).is_dir(), f"{folder}/ is not at the repository's top level"
+    assert (ROOT / "migrations" / "env.py").is_file()
+    assert not (ROOT / "newsletter" / "templates").exists()
+    assert not (ROOT / "newsletter" / "migrations").exists()
+    assert "script_location = %(here)s/migrations" in (ROOT / "alembic.ini").read_text(encoding="utf-8")
 
 
 def test_installed_wheel_migrates_and_runs_the_demo_in_an_empty_directory(
@@ -104,6 +115,10 @@ def test_installed_wheel_migrates_and_runs_the_demo_in_an_empty_directory(
     work.mkdir()
     location = _run([installed / "python", "-c", "import newsletter; print(newsletter.__file__)"], cwd=work)
     assert str(installed.parent) in location and str(ROOT) not in location  # the wheel, not this tree
+    shipped = "from importlib.resources import files; print(files('newsletter.templates'))"
+    shipped += "; print(files('newsletter.migrations'))"
+    folders = _run([installed / "python", "-c", shipped], cwd=work).split()
+    assert all(str(installed.parent) in folder and str(ROOT) not in folder for folder in folders), folders
 
     upgraded = _run([installed / "newsletter", "db", "upgrade"], cwd=work)
     head = head_revision()

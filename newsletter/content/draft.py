@@ -7,6 +7,7 @@ comments for the editors. It loads cleanly but fails ``check`` until the empty s
 from __future__ import annotations
 
 import datetime as dt
+from importlib.resources import files
 from pathlib import Path
 
 from jinja2 import Environment, StrictUndefined
@@ -15,10 +16,11 @@ from newsletter.content.calendar import issue_file_for, issue_files
 from newsletter.content.loader import load_issue
 from newsletter.errors import BadInput
 
-#: The draft's template ships in the package beside the email's, but is rendered here with a plain
+#: The draft's template ships in the package beside the email's (``templates/draft/`` in a checkout,
+#: ``newsletter.templates`` installed), but is rendered here with a plain
 #: environment of its own: the draft is YAML for an editor, so nothing is HTML-escaped (``&amp;``)
 #: or slot-neutralised (``&#37;``), and content needs nothing of the email renderer.
-DRAFT_TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "draft" / "issue.yaml.j2"
+DRAFT_TEMPLATE = Path(str(files("newsletter.templates"))) / "draft" / "issue.yaml.j2"
 
 STANDING_KINDS = ("congress", "world", "photos", "figure", "opeds")
 DEFAULT_TITLES = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,13 @@ from markupsafe import Markup, escape
 from newsletter.render import markdown
 from newsletter.render.slots import marker, neutralise_html
 
-# Shipped inside the package (package data), so an installed wheel renders without a checkout.
-TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
+# The repository's top-level templates/, shipped inside the package as ``newsletter.templates``
+# (pyproject.toml maps it), so an installed wheel renders without a checkout.
+TEMPLATES_DIR = Path(str(files("newsletter.templates")))
 
 
 def templates_dir() -> Path:
-    """``newsletter/templates/`` in the installed package, or the folder ``NEWSLETTER_TEMPLATES`` names."""
+    """The package's ``newsletter.templates`` (``templates/`` in a checkout), or ``NEWSLETTER_TEMPLATES``."""
     return Path(os.environ.get("NEWSLETTER_TEMPLATES", TEMPLATES_DIR))
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,9 @@ __all__ = [
     "writing",
 ]
 
-# Shipped inside the package (package data), so an installed wheel can migrate without a checkout.
-MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
+# The repository's top-level migrations/, shipped inside the package as ``newsletter.migrations``
+# (pyproject.toml maps it), so an installed wheel can migrate without a checkout.
+MIGRATIONS_DIR = Path(str(files("newsletter.migrations")))
 UPGRADE_HINT = "run `newsletter db upgrade`"
 
 
@@ -280,7 +282,7 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
 
 
 def alembic_config(engine: Engine | None = None, url: str | None = None) -> Config:
-    """An Alembic config for the package's ``newsletter/migrations/``, wherever the command runs from.
+    """An Alembic config for the package's migrations (``migrations/`` in a checkout), from anywhere.
 
     It reads no ``alembic.ini``: the one at the top of a checkout is only for running ``alembic`` by
     hand, and an installed package has none. With ``engine``, migrations run on one of its

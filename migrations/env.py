@@ -4,8 +4,9 @@ The URL comes from, in order: an engine handed over by ``newsletter.store.db.ale
 CLI and tests), ``sqlalchemy.url`` set on the config, else the newsletter settings
 (``NEWSLETTER_DATABASE_URL`` or newsletter.toml), so ``alembic upgrade head`` works by hand too.
 ``render_as_batch`` lets future ALTERs run on SQLite, which cannot alter most things in place.
-This folder ships inside the package (``newsletter/migrations``), so an installed wheel migrates
-too; ``alembic.ini`` at the top of a checkout points here for running ``alembic`` by hand.
+This folder (``migrations/`` at the top of a checkout) ships inside the package as
+``newsletter.migrations``, so an installed wheel migrates too; ``alembic.ini`` beside it points here
+for running ``alembic`` by hand.
 """
 
 from __future__ import annotations
