@@ -1,6 +1,6 @@
 """``newsletter dev …``: tools for developing and benchmarking delivery, never for production.
 
-``dev fake-esp`` runs :mod:`newsletter.delivery.fake_esp`, a local stand-in for Postmark,
+``dev fake-esp`` runs :mod:`newsletter.devtools.fake_esp`, a local stand-in for Postmark,
 SendGrid, Mailgun and SES; point the adapter's base URL at it. Faults can be set here at start-up, or
 changed while it runs with ``curl -X POST localhost:PORT/_faults -d '{"next": ["503", "drop"]}'``.
 """
@@ -99,7 +99,7 @@ def fake_esp(
 ) -> None:
     """Serve a fake Postmark (batch, batch with templates, templates), SendGrid (v3 mail/send),
     Mailgun (v3 messages) and SES (v2 SendBulkEmail, templates) with injectable faults."""
-    from newsletter.delivery.fake_esp import Faults, RecordBodies, serve
+    from newsletter.devtools.fake_esp import Faults, RecordBodies, serve
 
     if record_bodies not in ("none", "text", "all"):
         fail(BadInput("--record-bodies must be none, text or all"))

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from newsletter.delivery.esp.base import Outgoing, Recipient
-from newsletter.delivery.fake_esp import FakeESP, RunningFakeESP, running
 from newsletter.delivery.message import list_unsubscribe, new_message_id
+from newsletter.devtools.fake_esp import FakeESP, RunningFakeESP, running
 
 TOKEN = "test-server-token"
 

@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.config import load_settings
-from newsletter.delivery.fake_esp import FakeESP, RunningFakeESP, running
 from newsletter.delivery.runner import prepare_issue
+from newsletter.devtools.fake_esp import FakeESP, RunningFakeESP, running
 from newsletter.store.db import make_engine
 from newsletter.store.importer import import_csv
 from newsletter.store.ledger import ledger_for

@@ -24,17 +24,15 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from newsletter.cli.dev import dev_app
-from newsletter.delivery.fake_esp import (
-    _ONE_ADDRESS,
-    _ONE_MAILBOX,
+from newsletter.devtools.fake_esp import (
     FakeESP,
     Faults,
     RunningFakeESP,
-    _first_address,
     compile_mustachio,
     render_mustachio,
     running,
 )
+from newsletter.devtools.fake_esp.addresses import ONE_ADDRESS, ONE_MAILBOX, first_address
 from tests.delivery.conftest import TOKEN, read_record
 
 
@@ -380,12 +378,12 @@ _TO_CHARACTERS = ' "\\<>,@.ab\t\u00e9\u2003;:()'
 @settings(max_examples=3000, deadline=None)
 @given(st.text(alphabet=_TO_CHARACTERS, max_size=16))
 def test_the_quick_mailbox_check_agrees_with_the_address_parser(to: str) -> None:
-    """``_ONE_MAILBOX`` only ever says yes where the full parse finds an address with an ``@``, and
-    says yes to every single mailbox ``_ONE_ADDRESS`` finds with one: skipping the parse is safe."""
-    quick = _ONE_MAILBOX.fullmatch(to) is not None
+    """``ONE_MAILBOX`` only ever says yes where the full parse finds an address with an ``@``, and
+    says yes to every single mailbox ``ONE_ADDRESS`` finds with one: skipping the parse is safe."""
+    quick = ONE_MAILBOX.fullmatch(to) is not None
     if quick:
-        assert _first_address(to) is not None
-    match = _ONE_ADDRESS.fullmatch(to)
+        assert first_address(to) is not None
+    match = ONE_ADDRESS.fullmatch(to)
     if match is not None:
         assert quick == ("@" in (match.group(1) or match.group(2)))
 

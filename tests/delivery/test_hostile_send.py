@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from newsletter.cli import app
 from newsletter.config import load_settings
 from newsletter.delivery.esp.registry import adapter_factory
-from newsletter.delivery.fake_esp import FakeESP, running
+from newsletter.devtools.fake_esp import FakeESP, running
 from newsletter.errors import ConfigError
 from tests.conftest import FIXTURE_ISSUES_DIR
 

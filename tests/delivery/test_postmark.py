@@ -24,7 +24,7 @@ from newsletter.delivery.esp import postmark
 from newsletter.delivery.esp.base import AuthError, Outcome, Outgoing, Recipient, Result, RetryableError
 from newsletter.delivery.esp.http import Timeouts, parse_retry_after
 from newsletter.delivery.esp.postmark import Mode, PostmarkAdapter, mustachio, template_alias
-from newsletter.delivery.fake_esp import FakeESP, RunningFakeESP, compile_mustachio, render_mustachio, running
+from newsletter.devtools.fake_esp import FakeESP, RunningFakeESP, compile_mustachio, render_mustachio, running
 from newsletter.render.slots import fill, html_values
 from tests.delivery.conftest import TOKEN, make_message, make_recipient, make_recipients, read_record
 

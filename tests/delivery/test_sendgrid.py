@@ -26,7 +26,7 @@ from newsletter.config import EspSettings
 from newsletter.delivery.esp.base import AuthError, Outcome, Outgoing, RetryableError
 from newsletter.delivery.esp.registry import adapter_factory, token_env
 from newsletter.delivery.esp.sendgrid import SendGridAdapter
-from newsletter.delivery.fake_esp import FakeESP, RunningFakeESP, running
+from newsletter.devtools.fake_esp import FakeESP, RunningFakeESP, running
 from newsletter.errors import ConfigError
 from newsletter.render.slots import fill, html_values
 from newsletter.store.db import make_engine

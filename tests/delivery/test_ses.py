@@ -40,8 +40,8 @@ from newsletter.delivery.esp.ses import (
     template_content,
     template_name,
 )
-from newsletter.delivery.fake_esp import FakeESP, Faults, RunningFakeESP, running
-from newsletter.delivery.handlebars import compile_handlebars, render_handlebars
+from newsletter.devtools.fake_esp import FakeESP, Faults, RunningFakeESP, running
+from newsletter.devtools.fake_esp.handlebars import compile_handlebars, render_handlebars
 from newsletter.errors import ConfigError
 from newsletter.render.slots import fill, html_values
 from newsletter.store.db import make_engine

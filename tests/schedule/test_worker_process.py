@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from newsletter.delivery.fake_esp import FakeESP, RunningFakeESP, running
+from newsletter.devtools.fake_esp import FakeESP, RunningFakeESP, running
 from newsletter.store.db import make_engine
 from newsletter.store.models import Send, SendState
 from tests.conftest import FIXTURE_ISSUES_DIR, clean_environment

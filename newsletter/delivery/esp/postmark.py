@@ -26,7 +26,7 @@ What Postmark answers, and what it becomes (see :mod:`newsletter.delivery.esp.ba
   or an answer we cannot read → every recipient ``unknown``.
 
 The token is passed in (the caller reads ``POSTMARK_TOKEN``); the base URL is configurable so the
-fake ESP (:mod:`newsletter.delivery.fake_esp`) can stand in for Postmark.
+fake ESP (:mod:`newsletter.devtools.fake_esp`) can stand in for Postmark.
 """
 
 from __future__ import annotations

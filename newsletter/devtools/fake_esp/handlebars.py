@@ -1,4 +1,4 @@
-"""The part of Handlebars an SES email template can hold, rendered as Handlebars does: for the fake ESP.
+"""The part of Handlebars an SES email template can hold, rendered as Handlebars does, for the fake ESP.
 
 SES renders a template's subject, text and HTML with Handlebars. The fake ESP must render exactly
 as SES would, or a test could pass on a template that SES sends wrong; so this follows the
