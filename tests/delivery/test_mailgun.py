@@ -1,6 +1,7 @@
-"""The Mailgun adapter: the documented messages payload (batch sending with recipient-variables), what
-each recipient would get (the fake applies the variables as Mailgun does), what every failure
-becomes, and a whole ``newsletter send`` through the fake Mailgun on both dialects.
+"""The Mailgun adapter's own part: the documented messages payload (batch sending with
+recipient-variables), editor text that must not become a variable, what the fake refuses as Mailgun
+does, the configuration, and a whole ``newsletter send`` through the fake Mailgun on both dialects.
+What every adapter must do is the contract, ``test_adapter_contract.py``.
 """
 
 from __future__ import annotations
@@ -8,13 +9,11 @@ from __future__ import annotations
 import csv
 import email.parser
 import email.policy
-import hashlib
-import html
 import shutil
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -23,12 +22,12 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.config import EspSettings
-from newsletter.delivery.esp.base import AuthError, Outcome, Outgoing, RetryableError
+from newsletter.delivery.esp.base import Outcome, Outgoing
 from newsletter.delivery.esp.mailgun import MAILGUN_API, MAILGUN_EU_API, MailgunAdapter
 from newsletter.delivery.esp.registry import adapter_factory, token_env
 from newsletter.devtools.fake_esp import FakeESP, RunningFakeESP, running
 from newsletter.errors import ConfigError
-from newsletter.render.slots import fill, html_values
+from newsletter.render.slots import html_values
 from newsletter.store.db import make_engine
 from newsletter.store.importer import import_csv
 from newsletter.store.models import Delivery, DeliveryState
@@ -36,13 +35,6 @@ from tests.conftest import FIXTURE_ISSUES_DIR, clean_environment
 from tests.delivery.conftest import TOKEN, make_message, make_recipient, make_recipients, read_record
 
 DOMAIN = "mg.example.org"
-
-
-@pytest.fixture
-def adapter(fake: RunningFakeESP) -> Iterator[MailgunAdapter]:
-    adapter = MailgunAdapter(TOKEN, DOMAIN, base_url=fake.url, timeout=2.0)
-    yield adapter
-    adapter.close()
 
 
 def scripted(handler: Callable[[httpx.Request], httpx.Response]) -> MailgunAdapter:
@@ -166,163 +158,7 @@ def test_editor_text_cannot_forge_a_mailgun_variable() -> None:
     assert fields["subject"] == "%\u200drecipient.x% news"
 
 
-# -- what each recipient gets ------------------------------------------------------------------
-
-
-def test_each_recipient_gets_their_values_escaped_in_html_and_raw_in_text(
-    adapter: MailgunAdapter, fake: RunningFakeESP, message: Outgoing, record_path: Path
-) -> None:
-    recipients = make_recipients(5)
-    adapter.prepare(message)
-    results = {r.delivery_id: r for r in adapter.send_batch(message, recipients)}
-    adapter.finish(message)
-    assert all(r.outcome is Outcome.ACCEPTED for r in results.values())
-    record = {entry["recipient"]: entry for entry in read_record(record_path)}
-    assert len(record) == 5
-    message_ids = {entry["message_id"].rpartition(".")[0] for entry in record.values()}
-    assert message_ids == {r.message_id for r in results.values()}  # one id per request
-    for index, recipient in enumerate(recipients):
-        entry = record[recipient.email]
-        assert entry["provider"] == "mailgun"
-        assert entry["message_id"] == f"{results[recipient.delivery_id].message_id}.{index}"
-        expected_html = fill(message.html, html_values(recipient.values))
-        assert entry["html"] == expected_html
-        assert entry["html_sha256"] == hashlib.sha256(expected_html.encode()).hexdigest()
-        assert entry["text"] == fill(message.text, recipient.values)
-        assert entry["subject"] == message.subject
-        assert entry["metadata"] == {"send_id": "7", "delivery_id": str(recipient.delivery_id)}
-        assert entry["headers"] == {"Reply-To": "editors@example.org", **message.headers, **recipient.headers}
-        assert f"Hello {html.escape(recipient.name)}," in entry["html"]
-        assert f"Hello {recipient.name}," in entry["text"]
-    assert "<b>Ana</b>" in record["reader0@example.com"]["text"]
-    assert "&lt;b&gt;Ana&lt;/b&gt;" in record["reader0@example.com"]["html"]
-
-
-def test_slots_in_the_subject_get_the_raw_value(
-    adapter: MailgunAdapter, fake: RunningFakeESP, record_path: Path
-) -> None:
-    message = make_message(subject="For %%name%% only")
-    adapter.send_batch(message, [make_recipient(0)])
-    assert read_record(record_path)[0]["subject"] == 'For <b>Ana</b> & "Bo" only'
-
-
-def test_a_full_batch_is_one_request(
-    adapter: MailgunAdapter, fake: RunningFakeESP, message: Outgoing
-) -> None:
-    assert adapter.max_batch == 1000
-    results = adapter.send_batch(message, make_recipients(1000))
-    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 1000
-    assert fake.esp.stats["send_requests"] == 1 and fake.esp.stats["accepted"] == 1000
-
-
-def test_a_batch_above_the_limit_is_never_sent(
-    adapter: MailgunAdapter, fake: RunningFakeESP, message: Outgoing
-) -> None:
-    with pytest.raises(ValueError, match="at most 1000 "):
-        adapter.send_batch(message, make_recipients(1001))
-    assert fake.esp.stats["send_requests"] == 0
-
-    adapter.max_batch = 1001  # raised by mistake: the fake refuses it as Mailgun would
-    results = adapter.send_batch(message, make_recipients(1001))
-    assert {r.outcome for r in results} == {Outcome.FAILED}
-    assert "Too many recipients" in (results[0].error or "")
-    assert fake.esp.stats["refused_too_many"] == 1 and fake.esp.stats["accepted"] == 0
-
-
-# -- failures ---------------------------------------------------------------------------------
-
-
-def test_429_is_retryable_with_its_retry_after(
-    adapter: MailgunAdapter, fake: RunningFakeESP, message: Outgoing
-) -> None:
-    fake.esp.set_faults(next=["429"], retry_after=7)
-    with pytest.raises(RetryableError) as caught:
-        adapter.send_batch(message, make_recipients(3))
-    assert caught.value.retry_after == 7
-    assert all(r.outcome is Outcome.ACCEPTED for r in adapter.send_batch(message, make_recipients(3)))
-
-
-@pytest.mark.parametrize(("fault", "retry_after"), [("500", None), ("503", 2.5)])
-def test_server_errors_are_retryable(
-    adapter: MailgunAdapter, fake: RunningFakeESP, message: Outgoing, fault: str, retry_after: float | None
-) -> None:
-    fake.esp.set_faults(next=[fault], retry_after=2.5)
-    with pytest.raises(RetryableError, match=fault) as caught:
-        adapter.send_batch(message, make_recipients(3))
-    assert caught.value.retry_after == retry_after
-
-
-def test_a_wrong_key_stops_the_send(fake: RunningFakeESP, message: Outgoing) -> None:
-    adapter = MailgunAdapter("wrong-key", DOMAIN, base_url=fake.url)
-    with pytest.raises(AuthError, match="401"):
-        adapter.send_batch(message, make_recipients(2))
-    adapter.close()
-
-
-def test_a_revoked_key_mid_send_stops_it(
-    adapter: MailgunAdapter, fake: RunningFakeESP, message: Outgoing
-) -> None:
-    assert adapter.send_batch(message, make_recipients(1))[0].outcome is Outcome.ACCEPTED
-    fake.esp.set_faults(next=["401"])
-    with pytest.raises(AuthError, match="401"):
-        adapter.send_batch(message, make_recipients(2))
-
-
-@pytest.mark.parametrize("fault", ["drop", "drop_after"])
-def test_a_dropped_connection_leaves_every_recipient_unknown(
-    adapter: MailgunAdapter, fake: RunningFakeESP, message: Outgoing, record_path: Path, fault: str
-) -> None:
-    fake.esp.set_faults(next=[fault])
-    results = adapter.send_batch(message, make_recipients(3))
-    assert [r.outcome for r in results] == [Outcome.UNKNOWN] * 3
-    assert len(read_record(record_path)) == (3 if fault == "drop_after" else 0)
-    assert all(r.outcome is Outcome.ACCEPTED for r in adapter.send_batch(message, make_recipients(3, 3)))
-
-
-def test_an_answer_slower_than_the_timeout_leaves_every_recipient_unknown(
-    fake: RunningFakeESP, message: Outgoing, record_path: Path
-) -> None:
-    adapter = MailgunAdapter(TOKEN, DOMAIN, base_url=fake.url, timeout=0.3)
-    fake.esp.set_faults(next=["slow"], slow_seconds=1.5)
-    results = adapter.send_batch(message, make_recipients(2))
-    assert [r.outcome for r in results] == [Outcome.UNKNOWN] * 2
-    assert len(read_record(record_path)) == 2
-    adapter.close()
-
-
-def test_a_400_fails_every_recipient_with_the_message(message: Outgoing) -> None:
-    answer = {"message": "'from' parameter is not a valid address. please check documentation"}
-    adapter = scripted(lambda request: httpx.Response(400, json=answer))
-    results = adapter.send_batch(message, make_recipients(3))
-    assert [r.outcome for r in results] == [Outcome.FAILED] * 3
-    assert results[0].error == answer["message"]
-
-
-def test_a_bad_address_fails_the_whole_batch(
-    adapter: MailgunAdapter, fake: RunningFakeESP, message: Outgoing, record_path: Path
-) -> None:
-    """Mailgun refuses the whole request and names no recipient: every one fails."""
-    recipients = [make_recipient(0), make_recipient(1, email="not-an-address"), make_recipient(2)]
-    results = adapter.send_batch(message, recipients)
-    assert [r.outcome for r in results] == [Outcome.FAILED] * 3
-    assert "not a valid address" in (results[0].error or "")
-    assert read_record(record_path) == []
-
-
-@pytest.mark.parametrize("status", [404, 413])
-def test_a_status_no_retry_can_fix_stops_the_send(message: Outgoing, status: int) -> None:
-    adapter = scripted(lambda request: httpx.Response(status, text="nope"))
-    with pytest.raises(AuthError, match=str(status)):
-        adapter.send_batch(message, make_recipients(2))
-
-
-def test_no_connection_at_all_is_retryable(message: Outgoing) -> None:
-    with running(FakeESP(token=TOKEN)) as gone:
-        url = gone.url
-    adapter = MailgunAdapter(TOKEN, DOMAIN, base_url=url, timeout=1)
-    with pytest.raises(RetryableError, match="could not connect"):
-        adapter.send_batch(message, make_recipients(2))
-    adapter.close()
+# -- Mailgun's answers ---------------------------------------------------------------------------------
 
 
 def test_the_fake_refuses_what_mailgun_refuses(fake: RunningFakeESP) -> None:
