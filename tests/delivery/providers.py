@@ -13,8 +13,8 @@ that the contract is about.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import httpx
 
@@ -28,6 +28,8 @@ from tests.delivery.conftest import make_recipient
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
+#: The key a whole send's fake takes (every provider's secret in the environment).
+KEY = "AKIDWHOLESEND"
 DOMAIN = "mg.example.org"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 REGION = "eu-west-1"
@@ -106,6 +108,11 @@ class Provider:
     headers: Callable[[Outgoing, Recipient], dict[str, str]] = _message_headers
     #: Where the HTML body travels: once per send (a template), once per request, once per message.
     body_travels: Literal["send", "request", "message"] = "request"
+    #: A whole ``newsletter send``: the environment choosing this provider (with the fake's key,
+    #: :data:`KEY`), how many subscribers, and what else its record must show (or None).
+    env: dict[str, str] = field(default_factory=dict)
+    audience: int = 3_000
+    check_send: Callable[[list[dict[str, Any]], dict[str, int]], None] | None = None
 
 
 def _postmark(templates: bool) -> Provider:
@@ -131,6 +138,11 @@ def _postmark(templates: bool) -> Provider:
         refused_requests=((httpx.Response(422, json=invalid), "ErrorCode 300: Invalid email request"),),
         headers=headers,
         body_travels="send" if templates else "message",
+        env={
+            "NEWSLETTER_ESP_PROVIDER": "postmark",
+            "NEWSLETTER_ESP_TEMPLATES": "true" if templates else "false",
+            "POSTMARK_TOKEN": KEY,
+        },
     )
 
 
@@ -161,6 +173,7 @@ def _sendgrid() -> Provider:
             ),
         ),
         ids_field="custom_args",
+        env={"NEWSLETTER_ESP_PROVIDER": "sendgrid", "SENDGRID_API_KEY": KEY},
     )
 
 
@@ -187,7 +200,16 @@ def _mailgun() -> Provider:
         refused_error="not a valid address",
         refused_requests=((httpx.Response(400, json={"message": refused}), refused),),
         headers=headers,
+        env={"NEWSLETTER_ESP_PROVIDER": "mailgun", "NEWSLETTER_ESP_DOMAIN": DOMAIN, "MAILGUN_API_KEY": KEY},
     )
+
+
+def _ses_send(entries: list[dict[str, Any]], stats: dict[str, int]) -> None:
+    assert "ses_rendering_failures" not in stats
+    assert stats["ses_templates_created"] + stats.get("ses_templates_updated", 0) >= 1
+    assert {entry["configuration_set"] for entry in entries} == {"newsletter-events"}
+    one = next(entry for entry in entries if entry["recipient"] == "reader7@example.org")
+    assert one["to"] == ['"Reader {{evil}} <7>" <reader7@example.org>']  # a name is only a value
 
 
 def _ses() -> Provider:
@@ -227,6 +249,15 @@ def _ses() -> Provider:
         ids_field="tags",
         headers=headers,
         body_travels="send",
+        env={
+            "NEWSLETTER_ESP_PROVIDER": "ses",
+            "NEWSLETTER_ESP_REGION": REGION,
+            "NEWSLETTER_ESP_CONFIGURATION_SET": "newsletter-events",
+            "AWS_ACCESS_KEY_ID": KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET,
+        },
+        audience=20_000,  # 400 batches of 50 on four workers
+        check_send=_ses_send,
     )
 
 

@@ -10,19 +10,29 @@ fake never gives, a scripted transport. What is the provider's own stays in ``te
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import html
+import shutil
+import subprocess
+import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from newsletter.delivery.esp.base import Adapter, AuthError, Outcome, Outgoing, Result, RetryableError
-from newsletter.devtools.fake_esp import FakeESP, RunningFakeESP, running
+from newsletter.devtools.fake_esp import FakeESP, Faults, RunningFakeESP, running
 from newsletter.render.slots import fill, html_values
+from newsletter.store.db import make_engine
+from newsletter.store.importer import import_csv
+from newsletter.store.models import Delivery, DeliveryState
+from tests.conftest import FIXTURE_ISSUES_DIR, clean_environment
 from tests.delivery.conftest import TOKEN, make_message, make_recipient, make_recipients, read_record
-from tests.delivery.providers import PROVIDERS, Provider
+from tests.delivery.providers import KEY, PROVIDERS, Provider
 
 
 @pytest.fixture(params=PROVIDERS, ids=[p.name for p in PROVIDERS])
@@ -275,3 +285,79 @@ def test_the_body_travels_once_where_the_provider_allows(
     assert marker in message.html.encode()
     expected = {"send": 1, "request": 2, "message": 6}[provider.body_travels]
     assert sum(body.count(marker) for body in sent) == expected
+
+
+# -- a whole send ---------------------------------------------------------------------------------
+
+ISSUE = "2026-11-20.yaml"
+
+
+def test_a_whole_send_reaches_everyone_once(provider: Provider, db_url: str, tmp_path: Path) -> None:
+    """``newsletter send`` on four workers through the fake, which answers one batch each 429, 503
+    and 500: retried by the engine, nobody twice, nobody lost, every delivery accepted with an id.
+    Names that look like template tags stay names."""
+    (tmp_path / "issues").mkdir()
+    shutil.copy(FIXTURE_ISSUES_DIR / ISSUE, tmp_path / "issues" / ISSUE)
+    addresses = [f"reader{i}@example.org" for i in range(provider.audience)]
+    path = tmp_path / "list.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "name"])
+        writer.writerows([address, f"Reader {{{{evil}}}} <{i}>"] for i, address in enumerate(addresses))
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert import_csv(conn, path).added == provider.audience
+    finally:
+        engine.dispose()
+
+    record = tmp_path / "record.jsonl"
+    faults = Faults(next=["429", "503", "500"], retry_after=0.1)
+    with running(FakeESP(token=KEY, faults=faults, record=record, record_bodies="text")) as fake:
+        env = {
+            **clean_environment(),
+            **provider.env,
+            "NEWSLETTER_DATABASE_URL": db_url,
+            "NEWSLETTER_ESP_BASE_URL": fake.url,
+            "NEWSLETTER_ESP_TIMEOUT": "10",
+            "NEWSLETTER_ESP_WORKERS": "4",
+            "NEWSLETTER_SECRET_KEY": "whole-send-test-secret-key-0123456789",
+        }
+        env.pop("AWS_SESSION_TOKEN", None)
+        done = subprocess.run(
+            [sys.executable, "-m", "newsletter", "send", f"issues/{ISSUE}", "--yes"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        stats = dict(fake.esp.stats)
+        left = len(fake.esp.templates) + len(fake.esp.ses_templates)
+    assert done.returncode == 0, done.stderr + done.stdout
+    entries = read_record(record)
+    assert Counter(entry["recipient"] for entry in entries) == Counter(addresses)
+    per_request = provider.limit // provider.requests_per_full_batch
+    assert stats["send_requests"] == -(-provider.audience // per_request) + 3
+    assert stats["accepted"] == provider.audience
+    assert stats["fault_429"] == stats["fault_503"] == stats["fault_500"] == 1
+    assert left == 0  # finish deleted what the send made at the provider
+    assert len({entry[provider.ids_field]["delivery_id"] for entry in entries}) == provider.audience
+    one = next(entry for entry in entries if entry["recipient"] == "reader7@example.org")
+    for leftover in ("%%", "%recipient.", "{{{"):
+        assert leftover not in one["subject"] and leftover not in one["text"]
+    assert "Reader {{evil}} <7>" in str(one["to"])  # a name is only a value
+    assert one["headers"]["List-Unsubscribe"].startswith("<http")
+    assert "List-Unsubscribe-Post" in one["headers"] and "List-Id" in one["headers"]
+    if provider.check_send is not None:
+        provider.check_send(entries, stats)
+
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(Delivery.state, Delivery.provider_message_id)).all()
+    finally:
+        engine.dispose()
+    assert len(rows) == provider.audience
+    assert {state for state, _ in rows} == {DeliveryState.ACCEPTED}
+    assert all(message_id for _, message_id in rows)
