@@ -11,7 +11,7 @@ from newsletter.config import Settings, WebhooksSettings
 from newsletter.events import mailgun
 from newsletter.events.model import BadPayload, WebhookRequest
 from newsletter.store.models import EventKind
-from tests.events.conftest import MAILGUN_KEY, mailgun_sample, mailgun_signed, now_seconds
+from tests.events.providers import MAILGUN_KEY, mailgun_sample, mailgun_signed, now_seconds
 
 ENV = {"MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_KEY}
 

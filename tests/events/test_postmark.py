@@ -11,7 +11,7 @@ from newsletter.config import Settings
 from newsletter.events import postmark
 from newsletter.events.model import BadPayload, WebhookRequest
 from newsletter.store.models import EventKind
-from tests.events.conftest import PASSWORD, USER, basic, sample
+from tests.events.providers import PASSWORD, USER, basic, sample
 
 ENV = {"POSTMARK_WEBHOOK_USER": USER, "POSTMARK_WEBHOOK_PASSWORD": PASSWORD}
 

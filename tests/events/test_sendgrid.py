@@ -15,7 +15,7 @@ from newsletter.events import sendgrid
 from newsletter.events.model import BadPayload, WebhookRequest
 from newsletter.events.sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from newsletter.store.models import EventKind
-from tests.events.conftest import (
+from tests.events.providers import (
     SENDGRID_KEY,
     now_seconds,
     public_key_text,

@@ -16,7 +16,7 @@ from newsletter.config import Settings
 from newsletter.store.models import Event, EventKind, SubscriberStatus, SuppressionReason
 from newsletter.store.privacy import address_hash
 from newsletter.web.app import create_app
-from tests.events.conftest import READERS
+from tests.events.providers import READERS
 from tests.events.sns_signing import (
     CERT_URL,
     OTHER_TOPIC,
@@ -27,7 +27,7 @@ from tests.events.sns_signing import (
     notification,
     ses_record,
 )
-from tests.events.test_webhooks import audience, events, status_of, suppression
+from tests.events.stored import audience, events, status_of, suppression
 
 URL = "/webhooks/ses"
 pytestmark = pytest.mark.usefixtures("readers")
@@ -43,9 +43,9 @@ def post(client: TestClient, signer: Signer, record: dict[str, Any]) -> tuple[in
 
 
 def test_a_bounce_of_two_readers_suppresses_both(
-    engine: Engine, ses_client: TestClient, signer: Signer
+    engine: Engine, client: TestClient, signer: Signer
 ) -> None:
-    assert post(ses_client, signer, _bounce()) == (200, {"received": 2, "new": 2})
+    assert post(client, signer, _bounce()) == (200, {"received": 2, "new": 2})
     for email in READERS[:2]:
         assert status_of(engine, email) is SubscriberStatus.BOUNCED
         assert suppression(engine, email) is SuppressionReason.BOUNCED
@@ -68,14 +68,14 @@ def test_a_bounce_of_two_readers_suppresses_both(
 )
 def test_complaints_unsubscribes_and_identity_bounces_take_the_reader_off(
     engine: Engine,
-    ses_client: TestClient,
+    client: TestClient,
     signer: Signer,
     name: str,
     email: str,
     status: SubscriberStatus,
     reason: SuppressionReason,
 ) -> None:
-    assert post(ses_client, signer, notification(ses_record(name))) == (200, {"received": 1, "new": 1})
+    assert post(client, signer, notification(ses_record(name))) == (200, {"received": 1, "new": 1})
     assert status_of(engine, email) is status
     assert suppression(engine, email) is reason
     assert audience(engine) == 4
@@ -95,44 +95,44 @@ def test_complaints_unsubscribes_and_identity_bounces_take_the_reader_off(
     ],
 )
 def test_the_rest_is_recorded_only(
-    engine: Engine, ses_client: TestClient, signer: Signer, name: str, kind: EventKind
+    engine: Engine, client: TestClient, signer: Signer, name: str, kind: EventKind
 ) -> None:
-    assert post(ses_client, signer, notification(ses_record(name), version="2"))[0] == 200
+    assert post(client, signer, notification(ses_record(name), version="2"))[0] == 200
     assert [event_kind for _, event_kind, _ in events(engine)] == [kind]
     assert audience(engine) == 5
 
 
-def test_soft_bounces_suppress_at_the_limit(engine: Engine, ses_client: TestClient, signer: Signer) -> None:
+def test_soft_bounces_suppress_at_the_limit(engine: Engine, client: TestClient, signer: Signer) -> None:
     for n in range(3):
         record = notification(ses_record("bounce_transient"), message_id=f"6f1a2b3c-4d5e-4f60-8a7b-{n:012d}")
-        assert post(ses_client, signer, record)[0] == 200
+        assert post(client, signer, record)[0] == 200
     assert suppression(engine, READERS[1]) is SuppressionReason.BOUNCED
     assert audience(engine) == 4
 
 
-def test_an_sns_retry_is_stored_once(engine: Engine, ses_client: TestClient, signer: Signer) -> None:
+def test_an_sns_retry_is_stored_once(engine: Engine, client: TestClient, signer: Signer) -> None:
     record = _bounce()
-    assert post(ses_client, signer, record) == (200, {"received": 2, "new": 2})
-    assert post(ses_client, signer, record) == (200, {"received": 2, "new": 0})
+    assert post(client, signer, record) == (200, {"received": 2, "new": 2})
+    assert post(client, signer, record) == (200, {"received": 2, "new": 0})
     assert len(events(engine)) == 2
 
 
 def test_the_subscription_is_confirmed_once_and_stores_nothing(
-    engine: Engine, ses_client: TestClient, signer: Signer, confirmed: list[str], fetcher: FakeFetcher
+    engine: Engine, client: TestClient, signer: Signer, confirmed: list[str], fetcher: FakeFetcher
 ) -> None:
-    assert post(ses_client, signer, confirmation()) == (200, {"received": 0, "new": 0})
+    assert post(client, signer, confirmation()) == (200, {"received": 0, "new": 0})
     assert confirmed == [SUBSCRIBE_URL]
     unsubscribed = confirmation("UnsubscribeConfirmation")
-    assert post(ses_client, signer, unsubscribed) == (200, {"received": 0, "new": 0})
+    assert post(client, signer, unsubscribed) == (200, {"received": 0, "new": 0})
     assert confirmed == [SUBSCRIBE_URL]
     assert fetcher.fetched == [CERT_URL]  # once for both: the certificate is cached
     assert events(engine) == []
 
 
 def test_a_confirmation_of_another_topic_is_refused(
-    ses_client: TestClient, signer: Signer, confirmed: list[str]
+    client: TestClient, signer: Signer, confirmed: list[str]
 ) -> None:
-    assert post(ses_client, signer, confirmation(topic=OTHER_TOPIC))[0] == 401
+    assert post(client, signer, confirmation(topic=OTHER_TOPIC))[0] == 401
     assert confirmed == []
 
 
@@ -157,9 +157,9 @@ UNTRUSTED = {
 
 @pytest.mark.parametrize("case", UNTRUSTED)
 def test_anything_but_our_topic_signed_by_sns_is_401_and_stores_nothing(
-    engine: Engine, ses_client: TestClient, signer: Signer, stranger: Signer, fetcher: FakeFetcher, case: str
+    engine: Engine, client: TestClient, signer: Signer, stranger: Signer, fetcher: FakeFetcher, case: str
 ) -> None:
-    response = ses_client.post(URL, content=json.dumps(UNTRUSTED[case](signer, stranger)))
+    response = client.post(URL, content=json.dumps(UNTRUSTED[case](signer, stranger)))
     assert response.status_code == 401
     assert events(engine) == [] and audience(engine) == 5
     assert set(fetcher.fetched) <= {CERT_URL}
@@ -202,7 +202,7 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("case", HOSTILE)
-def test_hostile_bodies_are_400(engine: Engine, ses_client: TestClient, signer: Signer, case: str) -> None:
-    response = ses_client.post(URL, content=HOSTILE[case](signer))
+def test_hostile_bodies_are_400(engine: Engine, client: TestClient, signer: Signer, case: str) -> None:
+    response = client.post(URL, content=HOSTILE[case](signer))
     assert response.status_code == 400 and "error" in response.json()
     assert events(engine) == []

@@ -17,7 +17,7 @@ from newsletter.store.db import writing
 from newsletter.store.models import Event, EventKind, SubscriberStatus, SuppressionReason, WebhookNonce
 from newsletter.store.nonces import KEPT_FOR, Nonce, Replayed, claim
 from newsletter.web.app import MAX_BODY, create_app
-from tests.events.conftest import (
+from tests.events.providers import (
     READERS,
     mailgun_sample,
     mailgun_signed,
@@ -25,7 +25,7 @@ from tests.events.conftest import (
     sendgrid_headers,
     sendgrid_sample,
 )
-from tests.events.test_webhooks import audience, events, status_of, suppression
+from tests.events.stored import audience, events, status_of, suppression
 
 pytestmark = pytest.mark.usefixtures("readers")
 

@@ -25,7 +25,7 @@ from newsletter.store.models import (
 from newsletter.store.privacy import address_hash
 from newsletter.store.subscribers import SubscriberRepository
 from newsletter.web.app import MAX_BODY, create_app
-from tests.events.conftest import READERS, basic, sample
+from tests.events.providers import READERS, basic, sample
 
 URL = "/webhooks/postmark"
 pytestmark = pytest.mark.usefixtures("readers")
