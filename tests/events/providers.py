@@ -247,6 +247,11 @@ class Webhook:
         """``record`` posted with credentials that must not be trusted, by what is wrong."""
         raise NotImplementedError
 
+    def credentials_for(self, body: bytes) -> Headers:
+        """Good credentials for any ``body`` where they travel beside it (headers); none where
+        they live inside it, as Mailgun's and SNS's do."""
+        return {}
+
     def malformed(self) -> list[bytes]:
         """Bodies of nearly the provider's shape that ``parse`` refuses (beyond what is not JSON)."""
         raise NotImplementedError
@@ -299,6 +304,9 @@ class Postmark(Webhook):
 
     def signed(self, record: Any, *, at: int | None = None) -> Request:
         return basic(), orjson.dumps(record)
+
+    def credentials_for(self, body: bytes) -> Headers:
+        return basic()
 
     def broken(self, record: Any) -> dict[str, Request]:
         body = orjson.dumps(record)
@@ -386,6 +394,9 @@ class SendGrid(Webhook):
     def signed(self, record: Any, *, at: int | None = None) -> Request:
         body = record if isinstance(record, bytes) else orjson.dumps(record)
         return sendgrid_headers(body, timestamp=at), body
+
+    def credentials_for(self, body: bytes) -> Headers:
+        return sendgrid_headers(body)
 
     def broken(self, record: Any) -> dict[str, Request]:
         good, body = self.signed(record)
