@@ -728,5 +728,20 @@ class SES(Webhook):
 WEBHOOKS: dict[str, Webhook] = {hook.name: hook for hook in (Postmark(), SendGrid(), Mailgun(), SES())}
 
 #: Foreign ``send_id``/``delivery_id`` values (a message we did not send through the ledger).
-FOREIGN_IDS: list[object] = ["x", "-1", "1e3", "", True, 1.5, 2**63, "9" * 40, None, {"id": 1}, "1" * 5000]
+FOREIGN_IDS: list[object] = [
+    "x",
+    "-1",
+    "0",
+    "1e3",
+    "",
+    True,
+    1.5,
+    2**63,
+    "9223372036854775808",  # past a BIGINT
+    "9" * 40,
+    "1" * 5000,  # past Python's int-from-string limit: was a 500
+    None,
+    [1],
+    {"id": 1},
+]
 

@@ -275,13 +275,11 @@ def test_a_body_over_the_limit_is_413(engine: Engine, client: TestClient, webhoo
     assert nothing_stored(engine)
 
 
-@pytest.mark.parametrize("body", UNREADABLE, ids=lambda body: repr(body[:12]))
 @pytest.mark.parametrize("webhook", PROVIDERS)
-def test_a_body_that_is_not_json_stores_nothing(
-    engine: Engine, client: TestClient, webhook: Webhook, body: bytes
-) -> None:
-    status, answer = post(client, webhook, (webhook.credentials_for(body), body))
-    assert status == webhook.unreadable_status and "error" in answer
+def test_a_body_that_is_not_json_stores_nothing(engine: Engine, client: TestClient, webhook: Webhook) -> None:
+    for body in UNREADABLE:
+        status, answer = post(client, webhook, (webhook.credentials_for(body), body))
+        assert status == webhook.unreadable_status and "error" in answer, body[:12]
     assert nothing_stored(engine)
 
 
