@@ -243,6 +243,11 @@ class Webhook:
         """The headers and body of ``record`` signed as the provider signs it, at ``at`` (default now)."""
         raise NotImplementedError
 
+    def variants(self) -> dict[str, tuple[Any, EventKind]]:
+        """The provider's own words for what happened (bounce types, drop and failure reasons,
+        feedback types, ...), each in an unsigned record, and the kind every event of it must be."""
+        return {}
+
     def broken(self, record: Any) -> dict[str, Request]:
         """``record`` posted with credentials that must not be trusted, by what is wrong."""
         raise NotImplementedError
@@ -307,6 +312,27 @@ class Postmark(Webhook):
 
     def credentials_for(self, body: bytes) -> Headers:
         return basic()
+
+    def variants(self) -> dict[str, tuple[Any, EventKind]]:
+        bounce_types = {
+            "HardBounce": EventKind.BOUNCED_HARD,
+            "BadEmailAddress": EventKind.BOUNCED_HARD,
+            "ManuallyDeactivated": EventKind.BOUNCED_HARD,
+            "SoftBounce": EventKind.BOUNCED_SOFT,
+            "Transient": EventKind.BOUNCED_SOFT,
+            "DnsError": EventKind.BOUNCED_SOFT,
+            "SpamComplaint": EventKind.COMPLAINED,
+            "Unsubscribe": EventKind.UNSUBSCRIBED,
+            # An out-of-office reply or a block of our sending IP says nothing about the address.
+            "AutoResponder": EventKind.OTHER,
+            "Blocked": EventKind.OTHER,
+            "SomethingNew": EventKind.OTHER,
+        }
+        cases = {f"Type {t}": (sample("bounce_hard", Type=t), kind) for t, kind in bounce_types.items()}
+        # A reactivation: only the person's own new consent brings them back here.
+        reactivated = sample("subscription_change", SuppressSending=False)
+        cases["SuppressSending false"] = (reactivated, EventKind.OTHER)
+        return cases
 
     def broken(self, record: Any) -> dict[str, Request]:
         body = orjson.dumps(record)
@@ -397,6 +423,26 @@ class SendGrid(Webhook):
 
     def credentials_for(self, body: bytes) -> Headers:
         return sendgrid_headers(body)
+
+    def variants(self) -> dict[str, tuple[Any, EventKind]]:
+        drop_reasons = {
+            # SendGrid's own suppression of the address, mirrored here.
+            "Bounced Address": EventKind.BOUNCED_HARD,
+            "Spam Reporting Address": EventKind.COMPLAINED,
+            "Unsubscribed Address": EventKind.UNSUBSCRIBED,
+            # About the message, not the person.
+            "Invalid SMTPAPI header": EventKind.OTHER,
+            "Spam Content (if Spam Checker app is enabled)": EventKind.OTHER,
+            "Recipient List over Package Quota": EventKind.OTHER,
+            "Invalid": EventKind.OTHER,
+        }
+        cases = {
+            f"dropped: {reason}": (sendgrid_sample("dropped", reason=reason), kind)
+            for reason, kind in drop_reasons.items()
+        }
+        # Older payloads have no type: a bounce is permanent by SendGrid's definition.
+        cases["bounce of no type"] = (sendgrid_sample("bounce", type=None), EventKind.BOUNCED_HARD)
+        return cases
 
     def broken(self, record: Any) -> dict[str, Request]:
         good, body = self.signed(record)
@@ -524,6 +570,22 @@ class Mailgun(Webhook):
             requests[name] = ({}, body)
         return requests
 
+    def variants(self) -> dict[str, tuple[Any, EventKind]]:
+        permanent_reasons = {
+            "bounce": EventKind.BOUNCED_HARD,
+            "generic": EventKind.BOUNCED_HARD,
+            # Mailgun's own suppression of the address, mirrored here.
+            "suppress-bounce": EventKind.BOUNCED_HARD,
+            "suppress-complaint": EventKind.COMPLAINED,
+            "suppress-unsubscribe": EventKind.UNSUBSCRIBED,
+            # Retries on temporary failures ran out.
+            "old": EventKind.BOUNCED_SOFT,
+        }
+        return {
+            f"permanent {reason}": (mailgun_sample("failed_permanent", reason=reason), kind)
+            for reason, kind in permanent_reasons.items()
+        }
+
     def malformed(self) -> list[bytes]:
         return [
             b"[]",
@@ -564,7 +626,14 @@ _HUGE_BOUNCE = {
 }
 
 
+def _preferences(unsubscribe_all: bool, **topics: str) -> dict[str, Any]:
+    """SES list management's topic preferences of a reader."""
+    statuses = [{"topicName": name, "subscriptionStatus": status} for name, status in topics.items()]
+    return {"unsubscribeAll": unsubscribe_all, "topicSubscriptionStatus": statuses}
+
+
 def _broken_record(name: str, *path: str, value: Any) -> dict[str, Any]:
+    """SES sample ``name`` with the field at ``path`` set to ``value``."""
     record = ses_record(name)
     target = record
     for key in path[:-1]:
@@ -670,6 +739,48 @@ class SES(Webhook):
             "certificate off SNS": SNS_SIGNER.sign({**record, "SigningCertURL": FOREIGN_CERT_URL}),
         }
         return {name: ({}, json.dumps(value).encode()) for name, value in cases.items()}
+
+    def variants(self) -> dict[str, tuple[Any, EventKind]]:
+        cases: dict[str, tuple[Any, EventKind]] = {}
+        for bounce_type, kind in {
+            "Permanent": EventKind.BOUNCED_HARD,
+            "Transient": EventKind.BOUNCED_SOFT,
+            "Undetermined": EventKind.OTHER,
+            "SomethingNew": EventKind.OTHER,
+            None: EventKind.OTHER,
+        }.items():
+            record = _broken_record("bounce_transient", "bounce", "bounceType", value=bounce_type)
+            cases[f"bounceType {bounce_type}"] = (notification(record), kind)
+        # No feedback type (most mailbox providers send none) is the reader pressing "spam"; a
+        # report of a failed authentication or a virus, or a "not spam" vote, is no complaint.
+        for feedback_type, kind in {
+            "abuse": EventKind.COMPLAINED,
+            "fraud": EventKind.COMPLAINED,
+            "other": EventKind.COMPLAINED,
+            None: EventKind.COMPLAINED,
+            "not-spam": EventKind.OTHER,
+            "virus": EventKind.OTHER,
+            "auth-failure": EventKind.OTHER,
+        }.items():
+            record = _broken_record("complaint", "complaint", "complaintFeedbackType", value=feedback_type)
+            cases[f"complaintFeedbackType {feedback_type}"] = (notification(record), kind)
+        opted_in, opted_out = _preferences(False, weekly="OptIn"), _preferences(False, weekly="OptOut")
+        for label, old, new, kind in (
+            ("unsubscribe all", opted_in, _preferences(True, weekly="OptIn"), EventKind.UNSUBSCRIBED),
+            ("opt out of our topic", opted_in, opted_out, EventKind.UNSUBSCRIBED),
+            ("opt in", opted_out, opted_in, EventKind.OTHER),
+            # An old opt-out of another topic is no new decision to leave.
+            (
+                "an old opt-out of another topic",
+                _preferences(False, other="OptOut"),
+                _preferences(False, other="OptOut", weekly="OptIn"),
+                EventKind.OTHER,
+            ),
+        ):
+            record = ses_record("subscription")
+            record["subscription"].update(oldTopicPreferences=old, newTopicPreferences=new)
+            cases[f"subscription: {label}"] = (notification(record), kind)
+        return cases
 
     def malformed(self) -> list[bytes]:
         messages: list[dict[str, Any] | str] = [

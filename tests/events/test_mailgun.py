@@ -16,28 +16,12 @@ from newsletter.config import Settings
 from newsletter.events import mailgun
 from newsletter.events.model import Verdict, WebhookRequest
 from newsletter.store.db import writing
-from newsletter.store.models import EventKind, SubscriberStatus
+from newsletter.store.models import SubscriberStatus
 from newsletter.store.nonces import KEPT_FOR, Nonce, Replayed, claim
 from tests.events.providers import MAILGUN_KEY, READERS, mailgun_sample, mailgun_signed, now_seconds
 from tests.events.stored import audience, events, nonces, status_of
 
 ENV = {"MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_KEY}
-
-
-@pytest.mark.parametrize(
-    ("reason", "kind"),
-    [
-        ("bounce", EventKind.BOUNCED_HARD),
-        ("generic", EventKind.BOUNCED_HARD),
-        ("suppress-bounce", EventKind.BOUNCED_HARD),
-        ("suppress-complaint", EventKind.COMPLAINED),
-        ("suppress-unsubscribe", EventKind.UNSUBSCRIBED),
-        ("old", EventKind.BOUNCED_SOFT),
-    ],
-)
-def test_permanent_failures_by_reason(reason: str, kind: EventKind) -> None:
-    (event,) = mailgun.parse(orjson.dumps(mailgun_sample("failed_permanent", reason=reason)))
-    assert event.kind is kind
 
 
 def test_a_failure_keeps_its_code_not_the_servers_message() -> None:

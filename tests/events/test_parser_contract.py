@@ -18,6 +18,7 @@ import pytest
 
 from newsletter.config import Settings
 from newsletter.events.model import BadPayload, ProviderEvent, WebhookRequest
+from newsletter.store.models import EventKind
 from tests.events.providers import FOREIGN_IDS, WEBHOOKS, Sample, Webhook, now_seconds
 
 #: Bodies that are no provider's JSON: empty, text, binary, too deep for any parser, a bare value.
@@ -76,6 +77,19 @@ def test_each_event_kind_is_its_provider_event(webhook: Webhook, sample: Sample)
     assert event.occurred_at == sample.occurred_at and event.occurred_at.tzinfo is dt.UTC
     # The address never reaches what is stored, not even quoted in a bounce reason or a URL.
     assert _without_addresses(event.detail)
+
+
+VARIANTS = [
+    pytest.param(webhook, record, kind, id=f"{name}-{label}")
+    for name, webhook in WEBHOOKS.items()
+    for label, (record, kind) in webhook.variants().items()
+]
+
+
+@pytest.mark.parametrize(("webhook", "record", "kind"), VARIANTS)
+def test_the_providers_own_words_for_what_happened(webhook: Webhook, record: Any, kind: EventKind) -> None:
+    events = parsed(webhook, record)
+    assert events and [event.kind for event in events] == [kind] * len(events)
 
 
 @pytest.mark.parametrize(("webhook", "leaving"), _cases("leaving"))

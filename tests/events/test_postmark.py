@@ -1,4 +1,5 @@
-"""What only Postmark's webhooks do: its bounce types, its event ids, its basic auth's details.
+"""What only Postmark's webhooks do: its event ids, its basic auth's details (its bounce types are
+``providers.Postmark.variants``).
 The rest, for every provider, is in ``test_parser_contract.py`` and ``test_endpoint_contract.py``."""
 
 from __future__ import annotations
@@ -11,31 +12,9 @@ import pytest
 from newsletter.config import Settings
 from newsletter.events import postmark
 from newsletter.events.model import WebhookRequest
-from newsletter.store.models import EventKind
 from tests.events.providers import PASSWORD, USER, basic, sample
 
 ENV = {"POSTMARK_WEBHOOK_USER": USER, "POSTMARK_WEBHOOK_PASSWORD": PASSWORD}
-
-
-@pytest.mark.parametrize(
-    ("bounce_type", "kind"),
-    [
-        ("HardBounce", EventKind.BOUNCED_HARD),
-        ("BadEmailAddress", EventKind.BOUNCED_HARD),
-        ("ManuallyDeactivated", EventKind.BOUNCED_HARD),
-        ("SoftBounce", EventKind.BOUNCED_SOFT),
-        ("Transient", EventKind.BOUNCED_SOFT),
-        ("DnsError", EventKind.BOUNCED_SOFT),
-        ("SpamComplaint", EventKind.COMPLAINED),
-        ("Unsubscribe", EventKind.UNSUBSCRIBED),
-        ("AutoResponder", EventKind.OTHER),
-        ("Blocked", EventKind.OTHER),
-        ("SomethingNew", EventKind.OTHER),
-    ],
-)
-def test_bounce_types(bounce_type: str, kind: EventKind) -> None:
-    (event,) = postmark.parse(orjson.dumps(sample("bounce_hard", Type=bounce_type)))
-    assert event.kind is kind
 
 
 def test_event_ids_are_stable_and_distinct() -> None:
@@ -48,11 +27,6 @@ def test_event_ids_are_stable_and_distinct() -> None:
     assert postmark.parse(reordered)[0].event_id == postmark.parse(opened)[0].event_id
     later = orjson.dumps(sample("open", ReceivedAt="2026-11-27T15:00:00Z"))
     assert postmark.parse(later)[0].event_id != postmark.parse(opened)[0].event_id
-
-
-def test_a_reactivation_changes_nothing() -> None:
-    (event,) = postmark.parse(orjson.dumps(sample("subscription_change", SuppressSending=False)))
-    assert event.kind is EventKind.OTHER
 
 
 def trusted(headers: dict[str, str], environ: dict[str, str]) -> bool:

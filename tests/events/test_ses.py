@@ -66,70 +66,11 @@ def test_a_bounce_of_several_recipients_is_an_event_each() -> None:
     assert first.detail == {"type": "Permanent", "subtype": "General", "status": "5.1.1"}
 
 
-@pytest.mark.parametrize(
-    ("bounce_type", "kind"),
-    [
-        ("Permanent", EventKind.BOUNCED_HARD),
-        ("Transient", EventKind.BOUNCED_SOFT),
-        ("Undetermined", EventKind.OTHER),
-        ("SomethingNew", EventKind.OTHER),
-        (None, EventKind.OTHER),
-    ],
-)
-def test_bounce_types(bounce_type: str | None, kind: EventKind) -> None:
-    record = ses_record("bounce_transient")
-    record["bounce"]["bounceType"] = bounce_type
-    assert parsed(record)[0].kind is kind
-
-
-@pytest.mark.parametrize(
-    ("feedback_type", "kind"),
-    [
-        ("abuse", EventKind.COMPLAINED),
-        ("fraud", EventKind.COMPLAINED),
-        ("other", EventKind.COMPLAINED),
-        (None, EventKind.COMPLAINED),
-        ("not-spam", EventKind.OTHER),
-        ("virus", EventKind.OTHER),
-        ("auth-failure", EventKind.OTHER),
-    ],
-)
-def test_complaint_feedback_types(feedback_type: str | None, kind: EventKind) -> None:
-    record = ses_record("complaint")
-    record["complaint"]["complaintFeedbackType"] = feedback_type
-    assert parsed(record)[0].kind is kind
-
-
 def test_the_older_identity_notification_format() -> None:
     (event,) = parsed(ses_record("notification_bounce"))
     assert event.kind is EventKind.BOUNCED_HARD and event.email == "reader0@example.org"
     # Identity notifications carry no message tags: no ids, the address still counts.
     assert event.delivery_id is None and event.send_id is None
-
-
-def _preferences(unsubscribe_all: bool, **topics: str) -> dict[str, Any]:
-    statuses = [{"topicName": name, "subscriptionStatus": status} for name, status in topics.items()]
-    return {"unsubscribeAll": unsubscribe_all, "topicSubscriptionStatus": statuses}
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "kind"),
-    [
-        (_preferences(False, weekly="OptIn"), _preferences(True, weekly="OptIn"), EventKind.UNSUBSCRIBED),
-        (_preferences(False, weekly="OptIn"), _preferences(False, weekly="OptOut"), EventKind.UNSUBSCRIBED),
-        (_preferences(False, weekly="OptOut"), _preferences(False, weekly="OptIn"), EventKind.OTHER),
-        # An old opt-out of another topic is no new decision to leave.
-        (
-            _preferences(False, other="OptOut"),
-            _preferences(False, other="OptOut", weekly="OptIn"),
-            EventKind.OTHER,
-        ),
-    ],
-)
-def test_subscription_changes(old: dict[str, Any], new: dict[str, Any], kind: EventKind) -> None:
-    record = ses_record("subscription")
-    record["subscription"].update(oldTopicPreferences=old, newTopicPreferences=new)
-    assert parsed(record)[0].kind is kind
 
 
 def test_events_of_a_message_to_several_readers_name_none_of_them() -> None:
