@@ -1,4 +1,5 @@
-"""SendGrid's events to provider-neutral events, and its Signed Event Webhook; no database."""
+"""What only SendGrid's webhooks do: batches of events, its bounce and drop details, its key.
+The rest, for every provider, is in ``test_parser_contract.py`` and ``test_endpoint_contract.py``."""
 
 from __future__ import annotations
 
@@ -9,53 +10,26 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import Engine, select
+from starlette.testclient import TestClient
 
-from newsletter.config import Settings, WebhooksSettings
+from newsletter.config import Settings
 from newsletter.events import sendgrid
-from newsletter.events.model import BadPayload, WebhookRequest
-from newsletter.events.sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from newsletter.store.models import EventKind
-from tests.events.conftest import (
+from newsletter.events.model import WebhookRequest
+from newsletter.store.models import Event, EventKind
+from newsletter.web.app import MAX_BODY
+from tests.events.providers import (
     SENDGRID_KEY,
     now_seconds,
     public_key_text,
     sendgrid_headers,
     sendgrid_sample,
 )
+from tests.events.stored import audience, events
 
 ENV = {"SENDGRID_WEBHOOK_PUBLIC_KEY": public_key_text()}
 BODY = orjson.dumps(sendgrid_sample("bounce"))
 
-
-@pytest.mark.parametrize(
-    ("name", "kind"),
-    [
-        ("bounce", EventKind.BOUNCED_HARD),
-        ("blocked", EventKind.BOUNCED_SOFT),
-        ("deferred", EventKind.OTHER),
-        ("dropped", EventKind.BOUNCED_HARD),
-        ("spamreport", EventKind.COMPLAINED),
-        ("unsubscribe", EventKind.UNSUBSCRIBED),
-        ("group_unsubscribe", EventKind.UNSUBSCRIBED),
-        ("delivered", EventKind.DELIVERED),
-        ("open", EventKind.OPENED),
-        ("click", EventKind.CLICKED),
-        ("processed", EventKind.OTHER),
-    ],
-)
-def test_each_event_has_its_kind_and_the_ids_we_sent(name: str, kind: EventKind) -> None:
-    (record,) = sendgrid_sample(name)
-    (event,) = sendgrid.parse(orjson.dumps([record]))
-    assert event.provider == "sendgrid" and event.kind is kind
-    assert event.event_id == record["sg_event_id"]
-    assert (event.send_id, event.delivery_id) == (1, 1)
-    assert event.email == record["email"]
-    assert event.occurred_at == dt.datetime(2026, 11, 27, 19, 3, 11, tzinfo=dt.UTC)
-    # The address never reaches what is stored, not even quoted in a bounce reason or a URL.
-    assert "@" not in orjson.dumps(event.detail).decode()
-
-
-TOLERANCE = Settings().webhooks.timestamp_tolerance
 
 def test_a_bounce_keeps_its_type_and_classification() -> None:
     (event,) = sendgrid.parse(orjson.dumps(sendgrid_sample("bounce")))
@@ -65,31 +39,12 @@ def test_a_bounce_keeps_its_type_and_classification() -> None:
         "status": "5.1.1",
         "reason": "550 5.1.1 <<address>>: Recipient address rejected: User unknown",
     }
-    # Older payloads have no type: a bounce is permanent by SendGrid's definition.
-    (untyped,) = sendgrid.parse(orjson.dumps(sendgrid_sample("bounce", type=None)))
-    assert untyped.kind is EventKind.BOUNCED_HARD
 
 
-@pytest.mark.parametrize(
-    ("reason", "kind"),
-    [
-        ("Bounced Address", EventKind.BOUNCED_HARD),
-        ("Spam Reporting Address", EventKind.COMPLAINED),
-        ("Unsubscribed Address", EventKind.UNSUBSCRIBED),
-        ("Invalid SMTPAPI header", EventKind.OTHER),
-        ("Spam Content (if Spam Checker app is enabled)", EventKind.OTHER),
-        ("Recipient List over Package Quota", EventKind.OTHER),
-        ("Invalid", EventKind.OTHER),
-    ],
-)
-def test_a_drop_for_the_address_mirrors_sendgrids_suppression(reason: str, kind: EventKind) -> None:
+def test_a_drop_keeps_its_reason() -> None:
+    reason = "Spam Content (if Spam Checker app is enabled)"
     (event,) = sendgrid.parse(orjson.dumps(sendgrid_sample("dropped", reason=reason)))
-    assert event.kind is kind and event.detail["reason"] == reason
-
-
-def test_click_keeps_the_link_without_its_query() -> None:
-    (event,) = sendgrid.parse(orjson.dumps(sendgrid_sample("click")))
-    assert event.detail == {"url": "https://www.example.org/statements/2026/11/27/"}
+    assert event.detail == {"event": "dropped", "reason": reason}
 
 
 def test_a_batch_keeps_every_event_in_order() -> None:
@@ -107,51 +62,16 @@ def test_an_overlong_event_id_is_hashed_not_cut() -> None:
     assert a.event_id != b.event_id and len(a.event_id) <= 128
 
 
-@pytest.mark.parametrize("value", ["x", "-1", "1e3", "", True, 1.5, 2**63, "9" * 40, None, {"id": 1}])
-def test_foreign_custom_args_are_no_id(value: object) -> None:
-    (event,) = sendgrid.parse(orjson.dumps(sendgrid_sample("bounce", send_id=value, delivery_id=value)))
-    assert event.delivery_id is None and event.send_id is None
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"",
-        b"not json",
-        b"\xff\xfe\x00binary\x00",
-        b'{"event": "bounce"}',
-        b"[1]",
-        b'[{"event": "bounce"}]',
-        b'[{"event": 5, "sg_event_id": "x", "timestamp": 1}]',
-        b'[{"event": "open", "sg_event_id": "", "timestamp": 1}]',
-        b'[{"event": "open", "sg_event_id": ["x"], "timestamp": 1}]',
-        b'[{"event": "open", "sg_event_id": "x", "timestamp": "yesterday"}]',
-        b'[{"event": "open", "sg_event_id": "x", "timestamp": 1e300}]',
-        b'[{"event": "open", "sg_event_id": "x", "timestamp": -1}]',
-        b'[{"event": "open", "sg_event_id": "x", "timestamp": true}]',
-        b'[{"event": "open", "sg_event_id": "x", "timestamp": 1, "email": 42}]',
-        b"[" * 100_000 + b"]" * 100_000,
-        b'[{"a":' * 5000 + b"1" + b"}" * 5000 + b"]",
-    ],
-)
-def test_malformed_bodies_are_bad_payloads(body: bytes) -> None:
-    with pytest.raises(BadPayload):
-        sendgrid.parse(body)
-
-
-def request(
-    body: bytes = BODY, headers: dict[str, str] | None = None, at: int | None = None
-) -> WebhookRequest:
-    received = dt.datetime.fromtimestamp(now_seconds() if at is None else at, dt.UTC)
+def request(body: bytes = BODY, headers: dict[str, str] | None = None) -> WebhookRequest:
+    received = dt.datetime.fromtimestamp(now_seconds(), dt.UTC)
     return WebhookRequest(headers=headers or {}, body=body, received_at=received)
 
 
-def trusted(req: WebhookRequest, environ: dict[str, str] = ENV, settings: Settings | None = None) -> bool:
-    return sendgrid.verify(req, settings or Settings(), environ).trusted
+def trusted(req: WebhookRequest, environ: dict[str, str] = ENV) -> bool:
+    return sendgrid.verify(req, Settings(), environ).trusted
 
 
-def test_verify_accepts_sendgrids_signature_of_this_body_now() -> None:
-    assert trusted(request(headers=sendgrid_headers(BODY)))
+def test_header_names_in_any_case_and_the_key_as_pem() -> None:
     # Header names are matched whatever their case.
     lower = {k.lower(): v for k, v in sendgrid_headers(BODY).items()}
     assert trusted(request(headers=lower))
@@ -160,34 +80,6 @@ def test_verify_accepts_sendgrids_signature_of_this_body_now() -> None:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     assert trusted(request(headers=sendgrid_headers(BODY)), {"SENDGRID_WEBHOOK_PUBLIC_KEY": pem.decode()})
-
-
-def test_verify_refuses_anything_else(caplog: pytest.LogCaptureFixture) -> None:
-    good = sendgrid_headers(BODY)
-    other_key = ec.generate_private_key(ec.SECP256R1())
-    now = now_seconds()
-    refused = [
-        request(headers={}),
-        request(headers={SIGNATURE_HEADER: good[SIGNATURE_HEADER]}),
-        request(headers={TIMESTAMP_HEADER: good[TIMESTAMP_HEADER]}),
-        request(headers=sendgrid_headers(BODY, key=other_key)),
-        request(body=BODY + b" ", headers=good),
-        request(body=BODY.replace(b"reader0", b"reader1"), headers=good),
-        request(headers={**good, TIMESTAMP_HEADER: str(int(good[TIMESTAMP_HEADER]) + 1)}),
-        request(headers={**good, SIGNATURE_HEADER: "!!not base64!!"}),
-        request(headers={**good, SIGNATURE_HEADER: base64.b64encode(b"\x30\x02junk").decode()}),
-        request(headers={**good, SIGNATURE_HEADER: "A" * 10_000}),
-        request(headers={**good, TIMESTAMP_HEADER: "soon"}),
-        request(headers={**good, TIMESTAMP_HEADER: "9" * 40}),
-        request(headers=sendgrid_headers(BODY, timestamp=now - TOLERANCE - 1), at=now),
-        request(headers=sendgrid_headers(BODY, timestamp=now + TOLERANCE + 1), at=now),
-    ]
-    assert [trusted(r) for r in refused] == [False] * len(refused)
-    # Within the tolerance either way is fine, and the tolerance is the setting's.
-    assert trusted(request(headers=sendgrid_headers(BODY, timestamp=now - TOLERANCE + 1), at=now))
-    assert trusted(request(headers=sendgrid_headers(BODY, timestamp=now + TOLERANCE - 1), at=now))
-    strict = Settings(webhooks=WebhooksSettings(timestamp_tolerance=10))
-    assert not trusted(request(headers=sendgrid_headers(BODY, timestamp=now - 60), at=now), settings=strict)
 
 
 @pytest.mark.parametrize(
@@ -202,3 +94,33 @@ def test_verify_refuses_anything_else(caplog: pytest.LogCaptureFixture) -> None:
 def test_without_a_usable_key_nobody_is_trusted(key: str, caplog: pytest.LogCaptureFixture) -> None:
     assert not trusted(request(headers=sendgrid_headers(BODY)), {"SENDGRID_WEBHOOK_PUBLIC_KEY": key})
     assert "SENDGRID_WEBHOOK_PUBLIC_KEY" in caplog.text
+
+
+def post(client: TestClient, body: bytes) -> tuple[int, object]:
+    response = client.post("/webhooks/sendgrid", content=body, headers=sendgrid_headers(body))
+    return response.status_code, response.json()
+
+
+@pytest.mark.usefixtures("readers")
+def test_a_batch_is_stored_in_one_go(engine: Engine, client: TestClient) -> None:
+    names = ["processed", "delivered", "open", "click", "bounce", "spamreport"]
+    batch = [sendgrid_sample(name)[0] for name in names]
+    assert post(client, orjson.dumps(batch)) == (200, {"received": 6, "new": 6})
+    with engine.connect() as conn:
+        row = conn.execute(select(Event.__table__).where(Event.kind == EventKind.BOUNCED_HARD)).one()
+    assert (row.provider, row.send_id, row.delivery_id) == ("sendgrid", 1, 1)
+    assert row.occurred_at == dt.datetime(2026, 11, 27, 19, 3, 11, tzinfo=dt.UTC)
+    assert row.detail["classification"] == "Invalid Address"
+    assert "@" not in orjson.dumps(row.detail).decode()
+    assert audience(engine) == 3
+
+
+@pytest.mark.usefixtures("readers")
+def test_a_huge_batch_up_to_the_body_limit(engine: Engine, client: TestClient) -> None:
+    template = sendgrid_sample("delivered")[0]
+    one = len(orjson.dumps(template)) + 1
+    batch = [{**template, "sg_event_id": f"e{i}"} for i in range(MAX_BODY // one - 1)]
+    raw = orjson.dumps(batch)
+    assert len(raw) <= MAX_BODY
+    assert post(client, raw) == (200, {"received": len(batch), "new": len(batch)})
+    assert len(events(engine)) == len(batch) > 2000

@@ -16,7 +16,7 @@ from newsletter.store.db import make_engine, session_scope, upgrade
 from newsletter.store.models import SubscriberStatus
 from newsletter.store.subscribers import SubscriberRepository
 from tests.conftest import clean_environment
-from tests.events.conftest import PASSWORD, USER, basic, sample
+from tests.events.providers import PASSWORD, USER, basic, sample
 
 
 def _free_port() -> int:
