@@ -99,10 +99,21 @@ def _offline_but_ours(url: str):
     return handle
 
 
-@pytest.mark.parametrize("width", WIDTHS)
-@pytest.mark.parametrize("name", list(PAGES))
-def test_archive_pages_fit_the_screen_and_pass_axe(chromium: Browser, served: Served, name: str, width: int):
-    context = chromium.new_context(viewport={"width": width, "height": 900}, device_scale_factor=1)
+#: Every page at both widths in light mode, and dark mode (its own colours) at one width each.
+CASES = [
+    *((name, width, "light") for name in PAGES for width in WIDTHS),
+    ("issue", 375, "dark"),
+    ("index", 1280, "dark"),
+]
+
+
+@pytest.mark.parametrize(("name", "width", "scheme"), CASES)
+def test_archive_pages_fit_the_screen_and_pass_axe(
+    chromium: Browser, served: Served, name: str, width: int, scheme: str
+) -> None:
+    context = chromium.new_context(
+        viewport={"width": width, "height": 900}, device_scale_factor=1, color_scheme=scheme  # type: ignore[arg-type]
+    )
     try:
         page = context.new_page()
         refused: list[str] = []
@@ -133,7 +144,7 @@ def test_archive_pages_fit_the_screen_and_pass_axe(chromium: Browser, served: Se
             "return img.decode().catch(() => null); }))"
         )
         served.shots.mkdir(exist_ok=True)
-        shot = served.shots / f"{name}-{width}.png"
+        shot = served.shots / f"{name}-{width}{'-dark' if scheme == 'dark' else ''}.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.read_bytes().startswith(b"\x89PNG")
     finally:
