@@ -178,6 +178,21 @@ def test_cancel_and_move(settings: Settings, db: Engine, issues: Path, journal: 
     assert outbox_recipients(settings) == [] and journal.notes == []
 
 
+def test_a_cancelled_send_sent_by_hand_publishes_the_issue_as_it_is_then(
+    settings: Settings, db: Engine, issues: Path
+) -> None:
+    _schedule(settings, issues)
+    service.cancel(settings, Path("2026-11-27"))
+    assert _published(db) == []
+    path = issues / f"{ISSUE_DATE}.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("preheader: ", "preheader: Later. ", 1), "utf-8")
+    plan = runner.plan(runner.prepare_issue(path, settings), settings, "")
+    assert plan.revive is not None  # `send` starts the cancelled row
+    runner.execute(plan, settings)
+    ((day, preheader),) = _published(db)
+    assert day == ISSUE_DATE and preheader.startswith("Later. ")
+
+
 def test_a_sent_issue_cannot_be_scheduled_again(settings: Settings, db: Engine, issues: Path) -> None:
     path = issues / f"{ISSUE_DATE}.yaml"
     prepared = runner.prepare_issue(path, settings)
