@@ -260,6 +260,15 @@ class WebhooksSettings(_Section):
         return value
 
 
+class ArchiveSettings(_Section):
+    """The web archive: what ``newsletter serve`` and ``newsletter archive build`` publish."""
+
+    #: Issues in the Atom feed (newest first), each with its full content (about 30 KB).
+    feed_entries: int = Field(default=20, ge=1, le=500)
+    #: Seconds browsers and caches may keep a public archive page or the feed (Cache-Control).
+    max_age: int = Field(default=300, ge=0, le=7 * 24 * 3600)
+
+
 class Settings(_Section):
     newsletter: NewsletterSettings = NewsletterSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -267,6 +276,7 @@ class Settings(_Section):
     esp: EspSettings = EspSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    archive: ArchiveSettings = ArchiveSettings()
     source: Path | None = None
 
 

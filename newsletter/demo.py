@@ -5,14 +5,17 @@ the sample subscribers, so a new user sees the whole pipeline so far without an 
 The sample issue and subscribers ship inside the package (``newsletter/samples/``): with no issue
 files in the configured issues folder (an empty directory, an installed wheel) the demo renders the
 sample issue.
-Last, it sends the issue to the sample subscribers through the outbox (one ``.eml`` file per
-message), unless another provider is configured: the demo never mails real people.
+Then it sends the issue to the sample subscribers through the outbox (one ``.eml`` file per
+message), unless another provider is configured: the demo never mails real people. Last, it
+builds the web archive of what was sent as a static site in ``<out>/site/`` (the pages
+``newsletter serve`` answers with), whose ``index.html`` opens in any browser.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from newsletter.config import Settings
 from newsletter.content.calendar import issue_files
@@ -22,6 +25,9 @@ from newsletter.store.db import make_engine, session_scope, upgrade
 from newsletter.store.importer import ImportSummary, import_csv
 from newsletter.store.models import SubscriberStatus
 from newsletter.store.subscribers import SubscriberRepository
+
+if TYPE_CHECKING:
+    from newsletter.web.archive import BuildSummary
 
 # Shipped inside the package (package data), so an installed wheel runs the demo anywhere.
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
@@ -43,6 +49,8 @@ class DemoResult:
     #: The outbox folder of that send, and whether an earlier run had sent it already.
     outbox: Path | None = None
     already_sent: bool = False
+    #: The static web archive written under ``<out>/site/``.
+    site: BuildSummary | None = None
 
 
 def run_demo(settings: Settings, out_dir: Path, subscribers_csv: Path = SAMPLE_SUBSCRIBERS) -> DemoResult:
@@ -61,7 +69,7 @@ def run_demo(settings: Settings, out_dir: Path, subscribers_csv: Path = SAMPLE_S
         engine.dispose()
     result = DemoResult(newest, sample, preview, settings.database.url, imported, active)
     if settings.esp.provider != "outbox":
-        return result
+        return replace(result, site=build_archive(settings, out_dir))
     from newsletter.delivery import runner  # the send's modules load only when it sends
 
     plan = runner.plan(runner.prepare_issue(newest, settings), settings, "", start=True)
@@ -71,8 +79,23 @@ def run_demo(settings: Settings, out_dir: Path, subscribers_csv: Path = SAMPLE_S
         outcome = runner.execute(plan, settings)
         send_id, counts, already = outcome.send.id, outcome.counts, False
     return replace(
-        result, sent=counts.by_state, outbox=settings.esp.outbox_dir / str(send_id), already_sent=already
+        result,
+        sent=counts.by_state,
+        outbox=settings.esp.outbox_dir / str(send_id),
+        already_sent=already,
+        site=build_archive(settings, out_dir),
     )
+
+
+def build_archive(settings: Settings, out_dir: Path) -> BuildSummary:
+    """The web archive of every issue sent so far, as a static site in ``out_dir/site``."""
+    from newsletter.web.archive import build_site
+
+    engine = make_engine(settings.database.url)
+    try:
+        return build_site(settings, engine, out_dir / "site")
+    finally:
+        engine.dispose()
 
 
 def newest_issue(directory: Path) -> tuple[Path, bool]:

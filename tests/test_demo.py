@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import email
 import email.policy
+import html
+import re
 from pathlib import Path
 
 import pytest
@@ -52,9 +54,19 @@ def test_demo_in_an_empty_directory_renders_the_packaged_sample(
     assert len(messages) == 30
     parsed = email.message_from_bytes(messages[0].read_bytes(), policy=email.policy.strict)
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # ... and builds the web archive of what it sent, a static site that opens from the folder.
+    assert "Web archive of 1 sent issue: open out/site/index.html" in result.output
+    site = tmp_path / "out" / "site"
+    page = (site / "issues" / "2026-11-27" / "index.html").read_text(encoding="utf-8")
+    assert parsed["Subject"] in html.unescape(page)
+    assert '<link rel="canonical" href="http://127.0.0.1:8000/issues/2026-11-27/">' in page
+    assert (site / "index.html").is_file() and (site / "feed.xml").is_file()
+    stylesheet = re.search(r'href="\.\./\.\./(assets/[^"]+\.css)"', page)
+    assert stylesheet and (site / stylesheet.group(1)).is_file()  # relative links work from the folder
     again = runner.invoke(app, ["demo"])
     assert again.exit_code == 0 and "Already sent to 30 subscribers" in again.output
     assert len(list((tmp_path / "outbox" / "1").glob("*.eml"))) == 30
+    assert "Web archive of 1 sent issue" in again.output
 
 
 def test_the_demo_never_mails_through_a_real_provider(
@@ -68,3 +80,4 @@ def test_the_demo_never_mails_through_a_real_provider(
     assert result.exit_code == 0, result.output
     assert "Not sent: the demo sends only through the outbox (esp.provider is postmark)" in result.output
     assert not (tmp_path / "outbox").exists()
+    assert "Web archive of 0 sent issues" in result.output  # nothing sent, nothing published

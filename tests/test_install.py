@@ -132,5 +132,9 @@ def test_installed_wheel_migrates_and_runs_the_demo_in_an_empty_directory(
     assert html.read_text(encoding="utf-8").startswith("<!doctype html>")
     assert (work / "out" / "2026-11-27" / "email.txt").stat().st_size > 0
     assert "30 added, 0 unchanged" in demo and "30 active" in demo
+    # The archive's templates and stylesheet ship too: the demo's static site has both.
+    site = work / "out" / "site"
+    assert "<title>" in (site / "issues" / "2026-11-27" / "index.html").read_text(encoding="utf-8")
+    assert [css.stat().st_size > 1000 for css in (site / "assets").glob("archive-*.css")] == [True]
     again = _run([installed / "newsletter", "demo"], cwd=work)
     assert "0 added, 30 unchanged" in again

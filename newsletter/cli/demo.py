@@ -18,7 +18,7 @@ def demo(
     ] = Path("out"),
     config: ConfigOption = None,
 ) -> None:
-    """Render the newest issue, import the sample subscribers and send it to them via the outbox."""
+    """Render the newest issue, import sample subscribers, send it via the outbox, build the web archive."""
     from newsletter.demo import run_demo
 
     settings = settings_or_exit(config)
@@ -38,9 +38,15 @@ def demo(
     if result.sent is None:
         provider = settings.esp.provider
         console.print(f"Not sent: the demo sends only through the outbox (esp.provider is {provider})")
-        return
-    verb = "Already sent" if result.already_sent else "Sent"
-    console.print(
-        f"{verb} to {result.sent['accepted']} subscribers through the outbox: one .eml file each in "
-        f"{result.outbox}/ (any mail client opens them); `newsletter status` shows the send"
-    )
+    else:
+        verb = "Already sent" if result.already_sent else "Sent"
+        console.print(
+            f"{verb} to {result.sent['accepted']} subscribers through the outbox: one .eml file each in "
+            f"{result.outbox}/ (any mail client opens them); `newsletter status` shows the send"
+        )
+    if result.site is not None:
+        site = result.site
+        console.print(
+            f"Web archive of {site.issues} sent issue{'' if site.issues == 1 else 's'}: open {site.home} "
+            f"in a browser, or run `newsletter serve` for {settings.newsletter.base_url}/"
+        )

@@ -32,6 +32,7 @@ from newsletter.errors import BadInput, ConfigError
 from newsletter.render.checks import check_issue
 from newsletter.render.email import RenderedIssue, render_issue
 from newsletter.store.addresses import InvalidAddress, normalize
+from newsletter.store.archive import IssueSnapshot
 from newsletter.store.db import open_database, writing
 from newsletter.store.ledger import Claimed, Ledger, SendCounts, SendInfo, ledger_for
 from newsletter.store.ledger import Outcome as Recorded
@@ -78,6 +79,12 @@ class PreparedIssue:
     @property
     def issue_date(self) -> dt.date:
         return self.loaded.issue.date
+
+    @property
+    def snapshot(self) -> IssueSnapshot:
+        """What the send publishes in the web archive: the validated issue, not the file."""
+        issue = self.loaded.issue
+        return IssueSnapshot(issue.date, issue.subject, issue.preheader, issue.model_dump_json())
 
 
 def content_hash(rendered: RenderedIssue) -> str:
@@ -351,6 +358,7 @@ def execute(
                     subject=prepared.rendered.subject,
                     content_hash=prepared.content_hash,
                     provider=settings.esp.provider,
+                    issue=prepared.snapshot,
                 )
             else:
                 reopen(ledger, the_plan.existing, retry_unknown=the_plan.retry_unknown)
@@ -376,7 +384,7 @@ def _revive(ledger: Ledger, send: SendInfo, prepared: PreparedIssue, settings: S
     }
     if not (
         ledger.reschedule(send.id, dt.datetime.now(dt.UTC), only_from=NEVER_STARTED, **current)
-        and ledger.start_scheduled(send.id, **current)
+        and ledger.start_scheduled(send.id, issue=prepared.snapshot, **current)
     ):
         raise BadInput(f"send {send.id} changed state while this command ran; run it again")
     return ledger.get_send(send.id)

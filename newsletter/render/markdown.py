@@ -56,27 +56,38 @@ def _style(tokens: Sequence[Token]) -> None:
             _style(token.children)
 
 
-def to_html(text: str) -> Markup:
-    """Block Markdown (paragraphs and lists) to inline-styled HTML."""
+def to_html(text: str, *, styled: bool = True) -> Markup:
+    """Block Markdown (paragraphs and lists) to HTML, inline-styled for email unless not ``styled``
+    (the web archive styles with its stylesheet, under a CSP that refuses inline styles)."""
     if not text.strip():
         return Markup("")
     if _is_plain(text):
-        return Markup(f'<p style="{PARAGRAPH_STYLE}">{neutralise_html(escapeHtml(text.strip()))}</p>')
-    return _render(_parser().parse(text))
+        style = f' style="{PARAGRAPH_STYLE}"' if styled else ""
+        return Markup(f"<p{style}>{neutralise_html(escapeHtml(text.strip()))}</p>")
+    return _render(_parser().parse(text), styled)
 
 
-def to_inline_html(text: str) -> Markup:
+def to_inline_html(text: str, *, styled: bool = True) -> Markup:
     """One line of Markdown (emphasis and links) without a wrapping paragraph."""
     if not text.strip():
         return Markup("")
     if _is_plain(text):
         return Markup(neutralise_html(escapeHtml(text.strip())))
-    return _render(_parser().parseInline(text))
+    return _render(_parser().parseInline(text), styled)
 
 
-def _render(tokens: list[Token]) -> Markup:
+def to_web_html(text: str) -> Markup:
+    return to_html(text, styled=False)
+
+
+def to_web_inline_html(text: str) -> Markup:
+    return to_inline_html(text, styled=False)
+
+
+def _render(tokens: list[Token], styled: bool = True) -> Markup:
     parser = _parser()
-    _style(tokens)
+    if styled:
+        _style(tokens)
     return Markup(neutralise_html(parser.renderer.render(tokens, parser.options, {}).strip()))
 
 

@@ -48,5 +48,7 @@ def environment(directory: Path | None = None) -> Environment:
     )
     env.filters["md"] = markdown.to_html
     env.filters["md_inline"] = markdown.to_inline_html
+    env.filters["web_md"] = markdown.to_web_html
+    env.filters["web_md_inline"] = markdown.to_web_inline_html
     env.globals["slot"] = lambda name: Markup(marker(name))
     return env

@@ -121,6 +121,7 @@ def _start(engine: Engine, send: SendInfo, prepared: PreparedIssue, settings: Se
             subject=prepared.rendered.subject,
             content_hash=prepared.content_hash,
             provider=settings.esp.provider,
+            issue=prepared.snapshot,
         )
         recipients = ledger.get_send(send.id).recipients
     if not started:
@@ -204,6 +205,7 @@ def _start_for_rule(
         subject=prepared.rendered.subject,
         content_hash=prepared.content_hash,
         provider=settings.esp.provider,
+        issue=prepared.snapshot,
     )
     recipients = ledger.get_send(send.id).recipients
     log(f"{what}: send {send.id} ({prepared.path}) started, {_recipients(recipients)}")

@@ -34,6 +34,7 @@ import orjson
 from sqlalchemy import Connection, func, insert, literal, select, update
 
 from newsletter.errors import NewsletterError
+from newsletter.store.archive import Archive, IssueSnapshot
 from newsletter.store.bulk import driver_rows, sqlite_time
 from newsletter.store.models import (
     Delivery,
@@ -176,8 +177,13 @@ class Ledger:
         subject: str,
         content_hash: str,
         provider: str,
+        issue: IssueSnapshot | None = None,
     ) -> SendInfo:
-        """Create the send and snapshot its audience in the caller's transaction."""
+        """Create the send and snapshot its audience in the caller's transaction.
+
+        ``issue`` is what the send renders from: published in the web archive in that same
+        transaction (None only for ledger tests that send no issue).
+        """
         now = utcnow()
         send_id = self._insert_send(
             issue_file=issue_file,
@@ -191,6 +197,8 @@ class Ledger:
             started_at=now,
         )
         self._snapshot(send_id, segment)
+        if issue is not None:
+            Archive(self.conn).publish(send_id, content_hash, issue, now)
         return self.get_send(send_id)
 
     def _insert_send(self, **values: Any) -> int:
@@ -313,7 +321,14 @@ class Ledger:
         return [_send(row) for row in self.conn.execute(query)]
 
     def start_scheduled(
-        self, send_id: int, *, issue_file: str, subject: str, content_hash: str, provider: str
+        self,
+        send_id: int,
+        *,
+        issue_file: str,
+        subject: str,
+        content_hash: str,
+        provider: str,
+        issue: IssueSnapshot | None = None,
     ) -> bool:
         """Start a scheduled send: ``scheduled`` -> ``sending`` and the audience snapshot, at most once.
 
@@ -341,6 +356,8 @@ class Ledger:
             return False
         segment = self.conn.execute(select(Send.segment).where(Send.id == send_id)).scalar_one()
         self._snapshot(send_id, segment)
+        if issue is not None:
+            Archive(self.conn).publish(send_id, content_hash, issue, now)
         return True
 
     # -- claims and outcomes ---------------------------------------------------------------------

@@ -428,3 +428,27 @@ APSCHEDULER_JOBS = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
+
+
+class PublishedIssue(Base):
+    """An issue as a send rendered it, written in the transaction that starts the send: the web
+    archive's only source, so a later edit of the issue file never changes what it shows, and a
+    draft nobody sent never appears. ``document`` is the validated issue (its model as JSON), not
+    the file's path. One row per started send; the archive shows, for each date, the newest.
+    Sends started before this table existed (migration 0010) have none, and are not listed.
+    """
+
+    __tablename__ = "published_issues"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    send_id: Mapped[int] = mapped_column(Integer, unique=True)
+    issue_date: Mapped[dt.date] = mapped_column(Date)
+    subject: Mapped[str] = mapped_column(String(500))
+    preheader: Mapped[str] = mapped_column(Text, default="")
+    #: The send's content hash (of what recipients got), for tracing a page back to its send.
+    content_hash: Mapped[str] = mapped_column(String(64))
+    document: Mapped[str] = mapped_column(Text)
+    published_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    # The archive's listing: newest row per date.
+    __table_args__ = (Index("ix_published_issues_issue_date_id", "issue_date", "id"),)

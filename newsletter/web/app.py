@@ -30,6 +30,7 @@ from newsletter.store.db import writing
 from newsletter.store.events import record_events
 from newsletter.store.models import utcnow
 from newsletter.store.nonces import Nonce, Replayed
+from newsletter.web.archive import archive_routes
 
 __all__ = ["MAX_BODY", "create_app"]
 
@@ -126,4 +127,6 @@ def create_app(settings: Settings, engine: Engine) -> Starlette:
             return unauthorized(name, str(exc))
         return JSONResponse({"received": len(events), "new": new})
 
-    return Starlette(routes=[Route("/webhooks/{provider}", webhook, methods=["POST"])])
+    return Starlette(
+        routes=[Route("/webhooks/{provider}", webhook, methods=["POST"]), *archive_routes(settings, engine)]
+    )

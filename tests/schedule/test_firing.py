@@ -19,6 +19,7 @@ from newsletter.delivery import runner
 from newsletter.errors import BadInput
 from newsletter.schedule import service
 from newsletter.schedule.firing import Fired, fire_rule, fire_send
+from newsletter.store.archive import Archive
 from newsletter.store.ledger import ledger_for
 from newsletter.store.models import Delivery, SendState
 from tests.schedule.conftest import (
@@ -46,6 +47,12 @@ def _send(db: Engine, send_id: int):
         return ledger_for(conn).get_send(send_id)
 
 
+def _published(db: Engine) -> list[tuple[dt.date, str]]:
+    """The web archive's issues: (date, preheader) of what each started send published."""
+    with db.connect() as conn:
+        return [(entry.issue_date, entry.preheader) for entry in Archive(conn).listing()]
+
+
 def _deliver(settings: Settings) -> None:
     runner.work_once(settings, stop=threading.Event(), log=lambda line: None)
 
@@ -61,8 +68,10 @@ def test_a_scheduled_send_starts_at_its_time_and_reaches_everyone_once(
     assert _send(db, send_id).scheduled_at == DUE
     assert _fire(settings, send_id, DUE - dt.timedelta(seconds=1), journal) is Fired.NOT_DUE
     assert _send(db, send_id).state is SendState.SCHEDULED
+    assert _published(db) == []  # a scheduled send publishes nothing before it starts
     assert _fire(settings, send_id, DUE, journal) is Fired.STARTED
     assert _fire(settings, send_id, DUE + dt.timedelta(seconds=5), journal) is Fired.TAKEN  # a replay
+    assert [day for day, _ in _published(db)] == [ISSUE_DATE]  # published once, at its start
     send = _send(db, send_id)
     assert send.state is SendState.SENDING and send.recipients == len(READERS)
     _deliver(settings)
@@ -90,6 +99,7 @@ def test_past_the_grace_time_it_is_missed_reported_and_never_sent(
     assert _fire(settings, send_id, DUE + dt.timedelta(days=3), journal) is Fired.TAKEN
     _deliver(settings)
     assert outbox_recipients(settings) == []
+    assert _published(db) == []  # never sent, never in the archive
     assert len(journal.notes) == 1 and "missed" in journal.notes[0][0]
     (report,) = runner.status(settings)
     assert report.as_dict()["state"] == "missed" and "missed" in report.describe()
@@ -109,6 +119,8 @@ def test_an_issue_edited_after_scheduling_goes_out_as_edited(
     assert _fire(settings, send_id, DUE, journal) is Fired.STARTED
     assert "changed since it was scheduled" in journal.text()
     assert _send(db, send_id).content_hash != before
+    ((_day, preheader),) = _published(db)
+    assert preheader.startswith("Updated. ")  # the archive shows what went out: the edited issue
     _deliver(settings)
     assert sorted(outbox_recipients(settings)) == sorted(READERS)
 
@@ -166,6 +178,21 @@ def test_cancel_and_move(settings: Settings, db: Engine, issues: Path, journal: 
     assert outbox_recipients(settings) == [] and journal.notes == []
 
 
+def test_a_cancelled_send_sent_by_hand_publishes_the_issue_as_it_is_then(
+    settings: Settings, db: Engine, issues: Path
+) -> None:
+    _schedule(settings, issues)
+    service.cancel(settings, Path("2026-11-27"))
+    assert _published(db) == []
+    path = issues / f"{ISSUE_DATE}.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("preheader: ", "preheader: Later. ", 1), "utf-8")
+    plan = runner.plan(runner.prepare_issue(path, settings), settings, "")
+    assert plan.revive is not None  # `send` starts the cancelled row
+    runner.execute(plan, settings)
+    ((day, preheader),) = _published(db)
+    assert day == ISSUE_DATE and preheader.startswith("Later. ")
+
+
 def test_a_sent_issue_cannot_be_scheduled_again(settings: Settings, db: Engine, issues: Path) -> None:
     path = issues / f"{ISSUE_DATE}.yaml"
     prepared = runner.prepare_issue(path, settings)
@@ -189,6 +216,7 @@ def test_weekly_rule_sends_that_days_issue_once(settings: Settings, db: Engine, 
     rule_id = _rule(settings)
     assert _fire_rule(settings, rule_id, DUE + dt.timedelta(seconds=2), journal) is Fired.STARTED
     assert _fire_rule(settings, rule_id, DUE + dt.timedelta(seconds=3), journal) is Fired.TAKEN
+    assert [day for day, _ in _published(db)] == [ISSUE_DATE]
     _deliver(settings)
     assert sorted(outbox_recipients(settings)) == sorted(READERS)
     (report,) = runner.status(settings)
