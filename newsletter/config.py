@@ -269,6 +269,68 @@ class ArchiveSettings(_Section):
     max_age: int = Field(default=300, ge=0, le=7 * 24 * 3600)
 
 
+class BouncesSettings(_Section):
+    """The ``smtp`` provider's way back: bounces, complaints and mailto unsubscribes, read by IMAP.
+
+    With ``address`` set, each SMTP message's envelope sender is ``LOCAL+TOKEN@DOMAIN`` of it (VERP:
+    TOKEN names the delivery, signed), and the ``mailto:`` of List-Unsubscribe is
+    ``unsubscribe_address`` (default: ``address``) with a token the same way; both must arrive in
+    the mailbox ``imap_host`` serves (plus-addressing, or a catch-all). ``newsletter worker`` and
+    ``newsletter bounces poll`` read ``folder`` there and move each message they processed to
+    ``done_folder`` (empty: flag it and leave it in place). The password is never here:
+    ``password_env`` names the environment variable that holds it.
+    """
+
+    address: str = ""
+    unsubscribe_address: str = ""
+    imap_host: str = ""
+    port: int = Field(default=993, ge=1, le=65535)
+    #: ``tls`` (IMAPS, port 993), ``starttls`` or ``none`` (a local server only).
+    tls: str = "tls"
+    username: str = ""
+    password_env: str = "BOUNCES_IMAP_PASSWORD"
+    folder: str = "INBOX"
+    done_folder: str = "Processed"
+    #: Seconds to wait for each IMAP answer; a server that stops answering is tried on the next poll.
+    timeout: float = Field(default=30.0, gt=0)
+    #: How often the worker reads the mailbox.
+    poll_seconds: float = Field(default=60.0, gt=0)
+    #: Messages fetched per IMAP request, and at most per poll (the rest wait for the next one).
+    page_size: int = Field(default=200, ge=1, le=5000)
+    max_per_poll: int = Field(default=5000, ge=1)
+    #: Bytes of one message that are read; the rest of a larger one is left unread (a bounce says
+    #: what it is about at its start, whatever it quotes after).
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
+    #: Failed recipients taken from one bounce; more are logged and left out.
+    max_recipients: int = Field(default=10_000, ge=1)
+
+    @field_validator("address", "unsubscribe_address")
+    @classmethod
+    def _plain_address(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"[A-Za-z0-9._-]{1,40}@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", value):
+            raise ValueError("must be a plain address without '+' (a VERP token is added after it)")
+        return value
+
+    @field_validator("tls")
+    @classmethod
+    def _tls_mode(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("starttls", "tls", "none"):
+            raise ValueError("must be starttls, tls or none")
+        return value
+
+    @property
+    def verp(self) -> bool:
+        """Whether messages carry VERP addresses (``address`` is set)."""
+        return bool(self.address)
+
+    @property
+    def mailbox(self) -> bool:
+        """Whether there is a mailbox to read (``imap_host`` is set)."""
+        return bool(self.imap_host)
+
+
 class Settings(_Section):
     newsletter: NewsletterSettings = NewsletterSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -277,6 +339,7 @@ class Settings(_Section):
     webhooks: WebhooksSettings = WebhooksSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     archive: ArchiveSettings = ArchiveSettings()
+    bounces: BouncesSettings = BouncesSettings()
     source: Path | None = None
 
 

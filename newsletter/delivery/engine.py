@@ -64,6 +64,7 @@ __all__ = [
     "SendStopped",
     "owner_name",
     "run_send",
+    "verp_address",
 ]
 
 
@@ -142,14 +143,36 @@ class RateLimiter:
             time.sleep(wait)
 
 
-class Personaliser:
-    """Each recipient's slot values and headers: the unsubscribe link, a fresh Message-ID."""
+def verp_address(address: str, token: str) -> str:
+    """``bounces@example.org`` and a token: ``bounces+TOKEN@example.org``."""
+    local, _, domain = address.rpartition("@")
+    return f"{local}+{token}@{domain}"
 
-    def __init__(self, signer: TokenSigner, base_url: str, mailto: str, message_domain: str) -> None:
+
+class Personaliser:
+    """Each recipient's slot values and headers: the unsubscribe link, a fresh Message-ID.
+
+    With ``bounce_address`` (``[bounces] address``, SMTP only), each message also gets a VERP
+    envelope sender naming its delivery, and the ``mailto:`` of List-Unsubscribe becomes
+    ``unsubscribe_address`` with a token of the delivery the same way (see ``tokens.py``).
+    """
+
+    def __init__(
+        self,
+        signer: TokenSigner,
+        base_url: str,
+        mailto: str,
+        message_domain: str,
+        *,
+        bounce_address: str = "",
+        unsubscribe_address: str = "",
+    ) -> None:
         self.signer = signer
         self.base_url = base_url.rstrip("/")
         self.mailto = mailto
         self.domain = message_domain
+        self.bounce_address = bounce_address
+        self.unsubscribe_address = unsubscribe_address or bounce_address
 
     def recipients(
         self, send_id: int, claimed: Sequence[Claimed], *, test: bool = False
@@ -163,6 +186,11 @@ class Personaliser:
                 message_id = new_message_id(domain)
             else:
                 message_id = delivery_message_id(send_id, row.delivery_id, tag, domain)
+            mailto, envelope_from = self.mailto, ""
+            if self.bounce_address and not test:
+                sign = self.signer.verp_token
+                envelope_from = verp_address(self.bounce_address, sign("b", send_id, row.delivery_id))
+                mailto = verp_address(self.unsubscribe_address, sign("u", send_id, row.delivery_id))
             out.append(
                 Recipient(
                     delivery_id=row.delivery_id,
@@ -171,8 +199,9 @@ class Personaliser:
                     values={"unsubscribe_url": url, "email": row.email, "name": row.name},
                     headers={
                         "Message-ID": message_id,
-                        "List-Unsubscribe": list_unsubscribe(url, self.mailto),
+                        "List-Unsubscribe": list_unsubscribe(url, mailto),
                     },
+                    envelope_from=envelope_from,
                 )
             )
         return out

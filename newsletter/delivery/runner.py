@@ -149,7 +149,16 @@ def personaliser_for(settings: Settings, environ: dict[str, str] | None = None) 
     news = settings.newsletter
     domain = str(news.from_address).rpartition("@")[2]
     mailto = settings.esp.unsubscribe_mailto or str(news.reply_to)
-    return Personaliser(TokenSigner(secret_key(settings, environ)), news.base_url, mailto, domain)
+    bounces = settings.bounces
+    verp = bounces.verp and settings.esp.provider == "smtp"  # only SMTP's bounces come back as mail
+    return Personaliser(
+        TokenSigner(secret_key(settings, environ)),
+        news.base_url,
+        mailto,
+        domain,
+        bounce_address=bounces.address if verp else "",
+        unsubscribe_address=bounces.unsubscribe_address if verp else "",
+    )
 
 
 def check_resumable(send: SendInfo, prepared: PreparedIssue) -> None:

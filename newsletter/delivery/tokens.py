@@ -9,6 +9,14 @@ A plain :class:`itsdangerous.Signer` over ``"send.subscriber"`` rather than a JS
 (about 35 µs a token): a million tokens per send is the normal case here. Signing reuses the
 signer's derived key and a prepared HMAC (about 1.5 µs instead of 4.5 µs); the token is byte for
 byte what ``Signer.sign`` makes (a test holds it to that), and verification is itsdangerous's own.
+
+A second purpose, with its own salt, names one *delivery* inside an address (VERP): the SMTP
+envelope sender ``bounces+b7-1234-SIG@example.org`` and the ``mailto:`` of List-Unsubscribe
+``unsubscribe+u7-1234-SIG@example.org``. A bounce or an unsubscribe mail then says which message
+it is about even when it quotes nothing. Mail systems may change the case of a local part, so this
+token is lower-case letters, digits and ``-`` only (the signature base32, 80 bits), and is read
+case-insensitively. The leading letter says what the address is for, so a bounce address cannot
+be replayed as an unsubscribe.
 """
 
 from __future__ import annotations
@@ -16,14 +24,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
+from typing import Literal
 
 from itsdangerous import BadSignature, Signer
 
 from newsletter.errors import BadInput
 
-__all__ = ["BadToken", "TokenSigner"]
+__all__ = ["BadToken", "TokenSigner", "VerpPurpose"]
 
 _SALT = "newsletter.unsubscribe"
+_VERP_SALT = "newsletter.verp"
+#: Characters of the VERP signature: 16 base32 characters are 80 bits.
+_VERP_SIGNATURE_LENGTH = 16
+_VERP_TOKEN = re.compile(r"([bu])([0-9]{1,12})-([0-9]{1,15})-([a-z2-7]{16})")
+
+#: What a VERP address is for: ``b`` the envelope sender (bounces), ``u`` the mailto unsubscribe.
+VerpPurpose = Literal["b", "u"]
 
 
 class BadToken(BadInput):
@@ -38,6 +55,8 @@ class TokenSigner:
         self._mac = hmac.new(self._signer.derive_key(), digestmod=hashlib.sha256)
         #: A stable, non-secret tag of this installation (see ``message.delivery_message_id``).
         self.install_tag = hashlib.sha256(f"{_SALT}.message-id.{secret}".encode()).hexdigest()[:12]
+        verp = Signer(secret, salt=_VERP_SALT, digest_method=hashlib.sha256)
+        self._verp_mac = hmac.new(verp.derive_key(), digestmod=hashlib.sha256)
 
     def unsubscribe_token(self, send_id: int, subscriber_id: int) -> str:
         payload = f"{send_id}.{subscriber_id}"
@@ -58,3 +77,24 @@ class TokenSigner:
             return int(send_id), int(subscriber_id)
         except (BadSignature, ValueError, UnicodeDecodeError):
             raise BadToken("this unsubscribe link is not valid") from None
+
+    def verp_token(self, purpose: VerpPurpose, send_id: int, delivery_id: int) -> str:
+        """``b7-1234-abcdefghijklmnop``: a delivery named inside an address's local part."""
+        payload = f"{purpose}{send_id}-{delivery_id}"
+        return f"{payload}-{self._verp_signature(payload)}"
+
+    def read_verp_token(self, token: str) -> tuple[VerpPurpose, int, int]:
+        """``(purpose, send_id, delivery_id)`` of a token made by :meth:`verp_token`, any case."""
+        match = _VERP_TOKEN.fullmatch(token.strip().lower())
+        if match is None:
+            raise BadToken("not a VERP token")
+        purpose, send_id, delivery_id, signature = match.groups()
+        expected = self._verp_signature(f"{purpose}{send_id}-{delivery_id}")
+        if not hmac.compare_digest(signature, expected):
+            raise BadToken("the VERP token's signature does not match")
+        return ("b" if purpose == "b" else "u"), int(send_id), int(delivery_id)
+
+    def _verp_signature(self, payload: str) -> str:
+        mac = self._verp_mac.copy()
+        mac.update(payload.encode("ascii"))
+        return base64.b32encode(mac.digest()).decode("ascii")[:_VERP_SIGNATURE_LENGTH].lower()

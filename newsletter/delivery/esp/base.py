@@ -102,6 +102,9 @@ class Recipient:
     values: Mapping[str, str]
     #: Per-recipient headers: ``Message-ID``, ``List-Unsubscribe``.
     headers: Mapping[str, str]
+    #: The envelope sender (SMTP ``MAIL FROM``) of this message alone, when it names the delivery
+    #: (VERP); empty for the adapter's own. Only SMTP has an envelope to put it in.
+    envelope_from: str = ""
 
     @property
     def message_id(self) -> str:

@@ -1,5 +1,10 @@
 """Any SMTP server or relay: one connection, reused, and one envelope per recipient.
 
+The envelope sender is the adapter's own (``envelope_from``, else the From address) unless a
+recipient brings one: with ``[bounces]`` configured the engine gives each message a VERP address
+naming its delivery, so the bounce comes back saying which message it is about. The adapter only
+puts it in ``MAIL FROM``; what it means is the engine's business.
+
 SMTP answers at each step of a message, and *where* a failure happens decides what it means:
 
 * before the message content was sent (``MAIL``, ``RCPT``, the ``DATA`` command itself): nothing was
@@ -109,12 +114,13 @@ class SmtpAdapter:
         if template is None:
             self.prepare(message)
             template = self._templates[message.key]
-        sender = self.envelope_from or message.from_address
+        default_sender = self.envelope_from or message.from_address
         results: list[Result] = []
         reconnects_without_progress = 0
         index = 0
         while index < len(recipients):
             recipient = recipients[index]
+            sender = recipient.envelope_from or default_sender
             try:
                 smtp = self._connection()
                 results.append(self._send_one(smtp, sender, template, recipient))
