@@ -418,6 +418,36 @@ class ScheduleRule(Base):
     __table_args__ = (UniqueConstraint("segment", name="uq_schedule_rules_segment"),)
 
 
+class MailboxMessage(Base):
+    """One message of the bounce mailbox, processed: its key (sha256 of its Message-ID) is stored in
+    the transaction that stores its events, so a reader that crashed before moving it away, or a
+    message delivered twice, is recognised and changes nothing again."""
+
+    __tablename__ = "mailbox_messages"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    processed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MailboxPoll(Base):
+    """One read of the bounce mailbox, for ``newsletter status``: when, what it held, what it did."""
+
+    __tablename__ = "mailbox_polls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    #: Messages in the folder when it was read (before any was moved).
+    held: Mapped[int] = mapped_column(Integer, default=0)
+    #: Messages processed, by class (bounce, complaint, unsubscribe, duplicate, ...), and events.
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_mailbox_polls_started_at", "started_at"),)
+
+
 #: APScheduler 3's ``SQLAlchemyJobStore`` table, column for column, so the migration creates it
 #: (``db upgrade`` makes every table) and the job store finds it there. A job holds only a send or
 #: rule id; the send row stays the truth (see ``newsletter.schedule``).
