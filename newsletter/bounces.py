@@ -22,7 +22,7 @@ from newsletter.errors import ConfigError
 if TYPE_CHECKING:
     from newsletter.events.mailbox import Recipients
 
-__all__ = ["PollReport", "poll", "recipients_for"]
+__all__ = ["PollReport", "last_read", "poll", "recipients_for"]
 
 Log = Callable[[str], None]
 
@@ -136,3 +136,27 @@ def poll(
     finally:
         engine.dispose()
     return report
+
+
+def last_read(settings: Settings) -> str | None:
+    """``status``'s line about the mailbox: when it was last read and what it held; None if unused."""
+    from newsletter.store.db import open_database
+    from newsletter.store.mailbox import last_poll
+
+    if not settings.bounces.mailbox:
+        return None
+    engine = open_database(settings.database.url)
+    try:
+        with engine.connect() as conn:
+            polled = last_poll(conn)
+    finally:
+        engine.dispose()
+    if polled is None:
+        return f"Mailbox {settings.bounces.folder} on {settings.bounces.imap_host}: never read"
+    counts = ", ".join(f"{name} {n}" for name, n in sorted(polled.counts.items()) if n)
+    line = (
+        f"Mailbox {settings.bounces.folder} on {settings.bounces.imap_host}: last read "
+        f"{polled.finished_at:%Y-%m-%d %H:%M:%S} UTC, held {polled.held} new message(s)"
+        + (f": {counts}" if counts else "")
+    )
+    return line + (f"\n  not read: {polled.error}" if polled.error else "")

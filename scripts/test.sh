@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 bash scripts/install-chromium.sh
+bash scripts/install-dovecot.sh
 bash scripts/start-postgres.sh
 .venv/bin/ruff check newsletter migrations tests benchmarks setup.py
 .venv/bin/mypy

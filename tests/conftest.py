@@ -5,7 +5,7 @@
 - No ``NEWSLETTER_*`` variable of the shell that runs the tests reaches a test or a process it
   starts (a ``NEWSLETTER_DATABASE_URL`` would send test data to that database), except
   ``NEWSLETTER_TEST_POSTGRES_URL``, which names the tests' own PostgreSQL server.
-- In CI (``CI=true``) a skipped PostgreSQL or browser test is a failure: both paths must really run.
+- In CI (``CI=true``) a skipped PostgreSQL, browser or IMAP test is a failure: those paths must really run.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import pytest
 
 from newsletter.config import NewsletterSettings, Settings
 
-#: The database fixtures (``db_url``, ``engine``, ``session``, ``repo``, …) for every folder, and
+#: The database fixtures (``db_url``, ``engine``, ``session``, ``repo``, …) and the Dovecot ones
+#: (``dovecot``, ``imap_user``) for every folder, and
 #: pytester: tests/test_ci.py runs small suites under the hook below.
-pytest_plugins = ["tests.databases", "pytester"]
+pytest_plugins = ["tests.databases", "tests.imap_server", "pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -34,6 +35,7 @@ KEPT_VARIABLES = frozenset({"NEWSLETTER_TEST_POSTGRES_URL"})
 REQUIRED_IN_CI = {
     "postgres": "PostgreSQL test skipped in CI (CI=true)",
     "browser": "browser test skipped in CI (CI=true)",
+    "imap": "IMAP test skipped in CI (CI=true)",
 }
 
 

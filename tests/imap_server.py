@@ -32,6 +32,8 @@ import pytest
 from newsletter.events.imap import Mailbox
 
 DOVECOT = Path("/usr/sbin/dovecot")
+#: Mailbox users made for one session: one per test that asks.
+USERS = 500
 
 CONFIG = """\
 base_dir = {root}/run
@@ -127,7 +129,12 @@ class Dovecot:
         root = self.root
         for name in ("run", "state", "mail"):
             (root / name).mkdir(parents=True, exist_ok=True)
-        self.passwd.write_text("", encoding="utf-8")
+        # Every user is written before the server starts: Dovecot notices a changed passwd-file by
+        # its modification time, in whole seconds, so users added later could go unseen.
+        self.users = [ImapUser(self, f"u{n}", secrets.token_hex(8)) for n in range(USERS)]
+        self.passwd.write_text(
+            "".join(f"{u.name}:{{PLAIN}}{u.password}\n" for u in self.users), encoding="utf-8"
+        )
         if os.geteuid() == 0:
             internal, login = "dovecot", "dovenull"
             uid, gid = pwd.getpwnam("dovecot").pw_uid, grp.getgrnam("dovecot").gr_gid
@@ -174,10 +181,10 @@ class Dovecot:
         return path.read_text(encoding="utf-8", errors="replace")[-2000:] if path.exists() else ""
 
     def user(self) -> ImapUser:
-        name, password = f"u{secrets.token_hex(4)}", secrets.token_hex(8)
-        with self.passwd.open("a", encoding="utf-8") as passwd:
-            passwd.write(f"{name}:{{PLAIN}}{password}\n")
-        return ImapUser(self, name, password)
+        """A user whose mailbox no test has used yet."""
+        if not self.users:
+            raise RuntimeError(f"more than {USERS} IMAP users asked for in one session")
+        return self.users.pop(0)
 
     def stop(self) -> None:
         if self.process is not None:

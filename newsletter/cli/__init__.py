@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 
 from newsletter.cli import archive as _archive  # noqa: F401  (registers archive build)
+from newsletter.cli import bounces as _bounces  # noqa: F401  (registers bounces poll)
 from newsletter.cli import demo as _demo  # noqa: F401  (registers demo)
 from newsletter.cli import dev as _dev  # noqa: F401  (registers dev fake-esp)
 from newsletter.cli import editor as _editor  # noqa: F401  (registers draft/check/preview)

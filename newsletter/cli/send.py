@@ -142,6 +142,11 @@ def status(
         console.print("no sends yet")
     for report in reports:
         console.print(report.describe(), highlight=False, markup=False)
+    from newsletter.bounces import last_read
+
+    mailbox = last_read(settings)
+    if mailbox:
+        console.print(mailbox, highlight=False, markup=False)
 
 
 @app.command()

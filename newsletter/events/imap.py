@@ -81,6 +81,8 @@ class Mailbox:
                 timeout=self.timeout,
             )
         except (OSError, imaplib.IMAP4.error) as exc:
+            if isinstance(exc, (socket.timeout, TimeoutError)):  # connected, but no greeting
+                raise _unavailable(self, exc) from exc
             raise MailboxUnavailable(f"cannot connect to IMAP {self.host}:{self.port}: {exc}") from exc
         self._client = client
         try:

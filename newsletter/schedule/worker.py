@@ -7,7 +7,9 @@ thread runs the delivery loop (``runner.work_once``): whatever a job started, th
 other sends. Every few seconds it wakes the scheduler, so jobs that ``newsletter schedule`` wrote
 from another process are seen at once, and reconciles again, so a send recorded without its job is
 not lost. ``stop`` (SIGTERM, Ctrl-C) ends the loop after the batches in flight, and the scheduler
-after the job running, if any.
+after the job running, if any. With ``[bounces] imap_host`` set, the loop also reads the bounce
+mailbox every ``[bounces] poll_seconds`` (``newsletter.bounces``); a mailbox that cannot be read
+is logged and tried on the next round, and never stops the sends.
 """
 
 from __future__ import annotations
@@ -66,6 +68,33 @@ def catch_up(
     return fired
 
 
+class _MailboxPoller:
+    """Reads the bounce mailbox (``[bounces] imap_host``) at most every ``poll_seconds``."""
+
+    def __init__(self, settings: Settings, log: Log) -> None:
+        self.settings, self.log = settings, log
+        self.enabled = settings.bounces.mailbox
+        self.last: float | None = None
+
+    def __call__(self, stop: threading.Event) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self.last is not None and now - self.last < self.settings.bounces.poll_seconds:
+            return
+        self.last = now
+        from newsletter.bounces import poll
+        from newsletter.errors import NewsletterError
+
+        try:
+            report = poll(self.settings, log=self.log, stop=stop)
+        except NewsletterError as exc:  # a missing password: said each time, the sends go on
+            self.log(f"mailbox not read: {exc}")
+            return
+        if report.held or report.error:
+            self.log(report.describe())
+
+
 def run_worker(
     settings: Settings,
     *,
@@ -79,11 +108,13 @@ def run_worker(
     from newsletter.delivery import runner
 
     notify = editor_notifier(settings, log)
+    mailbox = _MailboxPoller(settings, log)
     install(settings, log, notify)
     engine = open_database(settings.database.url)
     scheduler = None
     try:
         catch_up(settings, engine, now=utcnow(), log=log, notify=notify)
+        mailbox(stop)
         if once:
             while not stop.is_set() and runner.work_once(settings, stop=stop, workers=workers, log=log):
                 pass
@@ -106,6 +137,7 @@ def run_worker(
                     log(f"reconciled jobs: added {changed.added or '-'}, removed {changed.removed or '-'}")
                 reconciled_at = time.monotonic()
             scheduler.wakeup()
+            mailbox(stop)
             if not runner.work_once(settings, stop=stop, workers=workers, log=log):
                 stop.wait(poll)
     finally:
