@@ -47,8 +47,10 @@ def recipients_for(settings: Settings, environ: Mapping[str, str] | None = None)
 
     bounces = settings.bounces
     signer = TokenSigner(secret_key(settings, dict(environ) if environ is not None else None))
-    bounce_local = (bounces.address or str(settings.newsletter.reply_to)).partition("@")[0]
-    unsubscribe_local = (bounces.unsubscribe_address or bounces.address or bounce_local).partition("@")[0]
+    # Without VERP, the mailto of List-Unsubscribe is [esp] unsubscribe_mailto or the reply-to.
+    plain_mailto = settings.esp.unsubscribe_mailto or str(settings.newsletter.reply_to)
+    bounce_local = (bounces.address or plain_mailto).partition("@")[0]
+    unsubscribe_local = (bounces.unsubscribe_address or bounces.address or plain_mailto).partition("@")[0]
     return Recipients(
         locals=tuple(dict.fromkeys((bounce_local, unsubscribe_local))),
         unsubscribe_local=unsubscribe_local,

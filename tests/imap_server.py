@@ -50,6 +50,7 @@ default_login_user = {login_user}
 first_valid_uid = 1
 mail_location = maildir:{root}/mail/%u
 auth_cache_size = 0
+mail_fsync = never
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/passwd

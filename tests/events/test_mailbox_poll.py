@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -190,3 +191,30 @@ def test_a_wrong_password_is_an_error_of_the_poll(listed: str, imap_user: ImapUs
 
 def test_the_kinds_are_the_store_kinds() -> None:
     assert {EventKind.BOUNCED_HARD, EventKind.COMPLAINED, EventKind.UNSUBSCRIBED} <= set(EventKind)
+
+
+def test_the_poll_command_exit_codes(
+    listed: str, imap_user: ImapUser, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from newsletter.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", listed)
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
+    runner = CliRunner()
+    assert runner.invoke(app, ["bounces", "poll"]).exit_code == 2  # the worker is the loop
+    assert runner.invoke(app, ["bounces", "poll", "--once"]).exit_code == 2  # no mailbox configured
+    for key, value in imap_user.settings().items():
+        monkeypatch.setenv(f"NEWSLETTER_BOUNCES_{key.upper()}", str(value))
+    monkeypatch.setenv("NEWSLETTER_BOUNCES_UNSUBSCRIBE_ADDRESS", "unsubscribe@news.example.org")
+    assert runner.invoke(app, ["bounces", "poll", "--once"]).exit_code == 2  # no password in the env
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", imap_user.password)
+    imap_user.append(sample("unsubscribe_plain"))
+    done = runner.invoke(app, ["bounces", "poll", "--once"])
+    assert done.exit_code == 0 and "unsubscribe 1" in done.stdout, done.output
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("NEWSLETTER_BOUNCES_PORT", str(sock.getsockname()[1]))
+    assert runner.invoke(app, ["bounces", "poll", "--once"]).exit_code == 1
