@@ -55,3 +55,15 @@ def test_outside_ci_they_are_skipped(suite: pytest.Pytester, monkeypatch) -> Non
 def test_ci_run_sets_ci_true() -> None:
     run = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "export CI=true" in run and "scripts/test.sh" in run
+
+
+def test_a_skipped_imap_test_fails_in_ci(pytester: pytest.Pytester, monkeypatch) -> None:
+    pytester.makeconftest("from tests.conftest import pytest_runtest_makereport  # noqa: F401\n")
+    pytester.makeini("[pytest]\nmarkers =\n    imap: i\n")
+    pytester.makepyfile(
+        test_imap="import pytest\n\n@pytest.mark.imap\ndef test_mailbox():\n    pytest.skip('no dovecot')\n"
+    )
+    monkeypatch.setenv("CI", "true")
+    result = pytester.runpytest("-rA")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*IMAP test skipped in CI (CI=true)*no dovecot*"])

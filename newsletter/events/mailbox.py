@@ -60,6 +60,9 @@ _AUTO_REPLY_SUBJECT = re.compile(
 _MAILER = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailer|bounces?)@", re.I)
 _ENVELOPE_HEADERS = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "to", "cc")
 _ORIGINAL_HEADERS = ("return-path", "list-unsubscribe", "from", "to")
+#: How far a message's Date may be from when it was read and still count as when it happened.
+_DATE_SLACK_PAST = dt.timedelta(days=30)
+_DATE_SLACK_FUTURE = dt.timedelta(hours=1)
 #: Parts walked in one message at most: a MIME tree wider than this is malformed.
 MAX_PARTS = 500
 
@@ -147,6 +150,8 @@ def _parts(msg: Message) -> Iterator[Message]:
 
 def _classify(msg: Message, key: str, recipients: Recipients, received_at: dt.datetime) -> Classified:
     occurred = _date(msg) or received_at
+    if not (received_at - _DATE_SLACK_PAST <= occurred <= received_at + _DATE_SLACK_FUTURE):
+        occurred = received_at  # a Date far off (a wrong clock, a forged header): when we read it
     parts = list(_parts(msg))
     content_types = {part.get_content_type() for part in parts}
     report_type = (msg.get_param("report-type", header="content-type") or "") if msg.is_multipart() else ""
