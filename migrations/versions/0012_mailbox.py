@@ -1,7 +1,7 @@
 """The bounce mailbox: ``mailbox_messages`` (each processed message, once) and ``mailbox_polls``.
 
 Revision ID: 0012
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-06
 
 ``newsletter worker`` reads the ``smtp`` provider's bounces, complaints and unsubscribe mails from
@@ -21,7 +21,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0012"
-down_revision: str | None = "0008"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
