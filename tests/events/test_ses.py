@@ -43,8 +43,11 @@ def parsed(record: dict[str, Any] | str, **envelope: Any) -> list[ProviderEvent]
     return ses.parse(json.dumps(notification(record, **envelope)).encode())
 
 
-def request(record: dict[str, Any], at: dt.datetime = NOW) -> WebhookRequest:
-    return WebhookRequest(headers={}, body=json.dumps(record).encode(), received_at=at)
+def request(record: dict[str, Any], at: dt.datetime | None = None) -> WebhookRequest:
+    """Received now, as a notification is signed now: a clock read at import (collection) would
+    have fallen out of the signed time's window in a long run of the whole suite."""
+    received_at = at or dt.datetime.now(dt.UTC)
+    return WebhookRequest(headers={}, body=json.dumps(record).encode(), received_at=received_at)
 
 
 def verdict(
