@@ -269,6 +269,28 @@ class ArchiveSettings(_Section):
     max_age: int = Field(default=300, ge=0, le=7 * 24 * 3600)
 
 
+class Topic(_Section):
+    """A topic a subscriber may choose on their preferences page: a tag and what the page calls it."""
+
+    tag: str = Field(min_length=1, max_length=100)
+    label: str = Field(min_length=1, max_length=200)
+
+
+class WebSettings(_Section):
+    """What ``newsletter serve`` offers subscribers: their personal page and its limits."""
+
+    #: Topics on the preferences page (``[[web.topics]]`` tables of ``tag`` and ``label``).
+    topics: tuple[Topic, ...] = ()
+    #: Days after unsubscribing during which the same link offers "Resubscribe".
+    resubscribe_days: int = Field(default=30, ge=0, le=3650)
+    #: The largest form body accepted (bytes); a larger one is refused with 413 before it is read.
+    max_form_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    #: Seconds a page's form stays valid (its CSRF field is signed with the time it was served).
+    form_max_age: int = Field(default=2 * 3600, ge=60)
+    #: Proxies whose ``X-Forwarded-For`` / ``-Proto`` are believed (IP addresses or networks).
+    trusted_proxies: tuple[str, ...] = ()
+
+
 class BouncesSettings(_Section):
     """The ``smtp`` provider's way back: bounces, complaints and mailto unsubscribes, read by IMAP.
 
@@ -340,6 +362,7 @@ class Settings(_Section):
     schedule: ScheduleSettings = ScheduleSettings()
     archive: ArchiveSettings = ArchiveSettings()
     bounces: BouncesSettings = BouncesSettings()
+    web: WebSettings = WebSettings()
     source: Path | None = None
 
 

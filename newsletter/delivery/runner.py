@@ -15,12 +15,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import ipaddress
 import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from newsletter.config import Settings
 from newsletter.content.loader import LoadedIssue, Problem, load_issue
@@ -145,7 +147,33 @@ def secret_key(settings: Settings, environ: dict[str, str] | None = None) -> str
     )
 
 
+#: Hosts a plain-http ``base_url`` may name: a machine's own, for trying the service locally.
+_LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+def require_https_links(settings: Settings) -> None:
+    """Every message carries ``List-Unsubscribe-Post`` (one-click), which RFC 8058 allows only with an
+    https URI: through a real provider, a plain-http ``base_url`` is refused, but for a loopback host
+    (local testing). The outbox writes files nobody's mailbox provider reads, so it may use any."""
+    if settings.esp.provider == "outbox":
+        return
+    url = urlsplit(settings.newsletter.base_url)
+    if url.scheme == "https":
+        return
+    host = (url.hostname or "").lower()
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host in _LOOPBACK_NAMES
+    if not loopback:
+        raise ConfigError(
+            f"newsletter.base_url is {settings.newsletter.base_url}: one-click unsubscribe (RFC 8058) "
+            "needs an https URL, e.g. https://news.example.org (plain http only for a loopback host)"
+        )
+
+
 def personaliser_for(settings: Settings, environ: dict[str, str] | None = None) -> Personaliser:
+    require_https_links(settings)
     news = settings.newsletter
     domain = str(news.from_address).rpartition("@")[2]
     mailto = settings.esp.unsubscribe_mailto or str(news.reply_to)
@@ -258,6 +286,7 @@ def plan(
     """
     batch = _batch_size(settings)  # also fails early on a missing provider secret
     secret_key(settings)
+    require_https_links(settings)
     engine = open_database(settings.database.url)
     try:
         with engine.connect() as conn:

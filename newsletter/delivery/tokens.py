@@ -65,6 +65,11 @@ class TokenSigner:
         signature = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
         return f"{payload}.{signature}"
 
+    def probe_token(self) -> str:
+        """A valid link of nobody (send 0, subscriber 0): ``newsletter doctor`` posts a one-click
+        unsubscribe to it to see the endpoint answer 200 without a redirect, and nothing changes."""
+        return self.unsubscribe_token(0, 0)
+
     def reference_token(self, send_id: int, subscriber_id: int) -> str:
         """The same token through ``Signer.sign``, the slow way (for tests of the fast one)."""
         return self._signer.sign(f"{send_id}.{subscriber_id}").decode("ascii")

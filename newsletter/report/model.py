@@ -144,7 +144,7 @@ class SendReport:
 
     def as_dict(self) -> dict[str, Any]:
         """The documented ``--json`` structure (see the module docstring); JSON-ready values."""
-        send, hourly = self.figures.send, self.figures.hourly
+        send, hourly, leaving = self.figures.send, self.figures.hourly, self.figures.leaving
         metrics = {str(kind): self.metric(kind) for kind in METRICS}
         return {
             "send": {
@@ -169,6 +169,7 @@ class SendReport:
                 "warning": COMPLAINT_WARNING,
                 "limit": COMPLAINT_LIMIT,
             },
+            "leaving": {"reasons": dict(leaving.counts), "notes": list(leaving.notes)},
             "hourly": {
                 "start": _iso(hourly.start),
                 "hours": hourly.hours,

@@ -19,6 +19,7 @@ from newsletter.report.model import (
     SendReport,
 )
 from newsletter.store.models import EventKind
+from newsletter.store.preferences import LEAVING_REASONS
 
 __all__ = ["render"]
 
@@ -44,7 +45,28 @@ def render(report: SendReport) -> Group:
     table.add_row("Recipients", f"{counts.total:,}", "", _states_line(counts.by_state))
     for kind in METRICS:
         table.add_row(*_metric_row(report, kind))
-    return Group(heading, table, _note(report))
+    return Group(heading, table, _leaving(report), _note(report))
+
+
+#: Notes of leaving readers shown under the table (``--json`` has all of them).
+NOTES_SHOWN = 5
+
+
+def _leaving(report: SendReport) -> Text:
+    """Why readers left, where they said so on their page: the reasons by count, the latest notes."""
+    leaving = report.figures.leaving
+    if not leaving.counts and not leaving.notes:
+        return Text("")
+    reasons = sorted(leaving.counts.items(), key=lambda item: (-item[1], item[0]))
+    text = Text("Why readers left: ", style="bold")
+    said = ", ".join(f"{n:,} {LEAVING_REASONS.get(key, key).lower()}" for key, n in reasons)
+    text.append(said or "no reason given")
+    for note in leaving.notes[:NOTES_SHOWN]:
+        text.append(f"\n  “{note}”", style="dim")
+    if len(leaving.notes) > NOTES_SHOWN:
+        more = len(leaving.notes) - NOTES_SHOWN
+        text.append(f"\n  and {more:,} more notes (--json lists them)", style="dim")
+    return text
 
 
 def _states_line(by_state: dict[str, int]) -> str:

@@ -55,6 +55,14 @@ class HourlySeries:
 
 
 @dataclass(frozen=True)
+class LeavingReasons:
+    """What readers who left through their page said: a count per reason, and their own words."""
+
+    counts: dict[str, int]
+    notes: tuple[str, ...]  #: newest first
+
+
+@dataclass(frozen=True)
 class SendFigures:
     """Everything counted for one send; kinds with no events are absent from ``events``."""
 
@@ -62,6 +70,7 @@ class SendFigures:
     deliveries: SendCounts
     events: dict[EventKind, EventTally]
     hourly: HourlySeries
+    leaving: LeavingReasons
 
 
 def send_figures(conn: Connection, send: SendInfo, *, hours: int) -> SendFigures:
@@ -74,7 +83,28 @@ def send_figures(conn: Connection, send: SendInfo, *, hours: int) -> SendFigures
         deliveries=ledger_for(conn).counts(send.id),
         events=_tallies(conn, send.id),
         hourly=_hourly(conn, send.id, start, hours),
+        leaving=_leaving(conn, send.id),
     )
+
+
+def _leaving(conn: Connection, send_id: int) -> LeavingReasons:
+    """The reasons given with the send's unsubscribes (read in Python: JSON paths differ by database,
+    and a send's unsubscribes are a few per thousand recipients)."""
+    query = (
+        select(Event.detail)
+        .where(Event.send_id == send_id, Event.kind == EventKind.UNSUBSCRIBED)
+        .order_by(Event.occurred_at.desc())
+    )
+    counts: dict[str, int] = {}
+    notes: list[str] = []
+    for (detail,) in conn.execute(query):
+        reason = (detail or {}).get("reason")
+        if isinstance(reason, str):
+            counts[reason] = counts.get(reason, 0) + 1
+        note = (detail or {}).get("note")
+        if isinstance(note, str):
+            notes.append(note)
+    return LeavingReasons(counts, tuple(notes))
 
 
 def _tallies(conn: Connection, send_id: int) -> dict[EventKind, EventTally]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -31,6 +32,8 @@ from newsletter.store.events import record_events
 from newsletter.store.models import utcnow
 from newsletter.store.nonces import Nonce, Replayed
 from newsletter.web.archive import archive_routes
+from newsletter.web.security import SecurityHeaders, TooLarge, read_body
+from newsletter.web.unsubscribe import unsubscribe_routes
 
 __all__ = ["MAX_BODY", "create_app"]
 
@@ -63,25 +66,6 @@ PROVIDERS = {
 }
 
 
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused as soon as it passes ``limit`` (a lying Content-Length included)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def create_app(settings: Settings, engine: Engine) -> Starlette:
     """The app for ``newsletter serve`` (and tests): ``engine`` must be migrated."""
 
@@ -102,8 +86,8 @@ def create_app(settings: Settings, engine: Engine) -> Starlette:
         if provider is None:
             return JSONResponse({"error": "unknown provider"}, status_code=404)
         try:
-            body = await _read_body(request, MAX_BODY)
-        except _TooLarge:
+            body = await read_body(request, MAX_BODY)
+        except TooLarge:
             return JSONResponse({"error": "body too large"}, status_code=413)
         hook = WebhookRequest(headers=request.headers, body=body, received_at=utcnow())
         try:
@@ -127,6 +111,10 @@ def create_app(settings: Settings, engine: Engine) -> Starlette:
             return unauthorized(name, str(exc))
         return JSONResponse({"received": len(events), "new": new})
 
-    return Starlette(
-        routes=[Route("/webhooks/{provider}", webhook, methods=["POST"]), *archive_routes(settings, engine)]
-    )
+    routes = [
+        Route("/webhooks/{provider}", webhook, methods=["POST"]),
+        *unsubscribe_routes(settings, engine),
+        *archive_routes(settings, engine),
+    ]
+    https = settings.newsletter.base_url.startswith("https://")
+    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders, https=https)])

@@ -9,7 +9,7 @@ import pytest
 from newsletter.report.model import ComplaintLevel, SendReport
 from newsletter.store.ledger import SendCounts, SendInfo
 from newsletter.store.models import EventKind, SendState
-from newsletter.store.reports import EventTally, HourlySeries, SendFigures
+from newsletter.store.reports import EventTally, HourlySeries, LeavingReasons, SendFigures
 
 START = dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC)
 
@@ -22,7 +22,10 @@ def report(accepted: int, **tallies: tuple[int, int]) -> SendReport:
     )  # fmt: skip
     events = {EventKind(kind): EventTally(*counts) for kind, counts in tallies.items()}
     return SendReport(
-        SendFigures(send, SendCounts(1, {"accepted": accepted}, {}), events, HourlySeries(START, 72, {}, {}))
+        SendFigures(
+            send, SendCounts(1, {"accepted": accepted}, {}), events, HourlySeries(START, 72, {}, {}),
+            LeavingReasons({}, ()),
+        )
     )
 
 
