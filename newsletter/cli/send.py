@@ -81,7 +81,7 @@ def send(
 
     settings = settings_or_exit(config)
     try:
-        prepared = runner.prepare(issue, settings)
+        prepared = runner.prepare(issue, settings, links=True)
         for warning in prepared.warnings:
             err_console.print(f"warning {warning}", highlight=False, markup=False)
         if test:

@@ -18,7 +18,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +96,21 @@ def content_hash(rendered: RenderedIssue) -> str:
     return digest.hexdigest()
 
 
-def prepare_issue(path: Path, settings: Settings) -> PreparedIssue:
-    """Load, check and render once; refuse an issue with any error (warnings are passed on)."""
+def prepare_issue(path: Path, settings: Settings, *, links: bool = False) -> PreparedIssue:
+    """Load, check and render once; refuse an issue with any error (warnings are passed on).
+
+    With ``links`` (a send about to start), the link check runs as ``[check] links`` says: its
+    errors refuse the issue (``fail``) or are passed on as warnings (``warn``), or it is skipped.
+    """
     loaded = load_issue(path)
     problems = check_issue(loaded, settings.newsletter)
+    if links and settings.check.links != "off":
+        from newsletter.checks.links import check_issue_links
+
+        found = check_issue_links(loaded, settings)
+        if settings.check.links == "warn":
+            found = [replace(problem, severity="warning") for problem in found]
+        problems = sorted([*problems, *found], key=lambda problem: (problem.line, problem.column))
     errors = [problem for problem in problems if problem.severity == "error"]
     if errors:
         raise IssueNotReady(errors)
