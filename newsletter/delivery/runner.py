@@ -34,6 +34,8 @@ from newsletter.render.email import RenderedIssue, render_issue
 from newsletter.store.addresses import InvalidAddress, normalize
 from newsletter.store.archive import IssueSnapshot
 from newsletter.store.db import open_database, writing
+from newsletter.store.heartbeats import Heartbeat
+from newsletter.store.heartbeats import latest as latest_heartbeat
 from newsletter.store.ledger import Claimed, Ledger, SendCounts, SendInfo, ledger_for
 from newsletter.store.ledger import Outcome as Recorded
 from newsletter.store.models import SendState
@@ -677,6 +679,16 @@ class SendStatus:
         for delivery_id, email, error in self.unknown:
             lines.append(f"  unknown: {email or '(forgotten)'} (delivery {delivery_id}): {error or ''}")
         return "\n".join(lines)
+
+
+def last_heartbeat(settings: Settings) -> Heartbeat | None:
+    """The worker seen most recently (``status``, ``doctor``)."""
+    engine = open_database(settings.database.url)
+    try:
+        with engine.connect() as conn:
+            return latest_heartbeat(conn)
+    finally:
+        engine.dispose()
 
 
 def status(settings: Settings, issue: Path | None = None) -> list[SendStatus]:
