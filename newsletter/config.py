@@ -116,6 +116,49 @@ class ScheduleSettings(_Section):
     misfire_grace_seconds: int = Field(default=3600, ge=0)
 
 
+class CheckSettings(_Section):
+    """``check --links``, and the link check that ``send`` and the worker run before sending."""
+
+    #: What ``send`` and the worker do with the link check: ``fail`` refuses an issue with a broken
+    #: link, ``warn`` prints the findings and sends, ``off`` skips it.
+    links: str = "warn"
+    #: Fetch URLs whose host resolves to a loopback, private, link-local or metadata address. Off,
+    #: such a URL is reported and never requested (an issue file must not make the service probe
+    #: its own network); on only for a test or an intranet newsletter.
+    allow_private_links: bool = False
+    #: Seconds one request may take (each redirect hop is a request).
+    timeout: float = Field(default=10.0, gt=0, le=300)
+    #: Requests in flight at once, in all and to one host.
+    concurrency: int = Field(default=100, ge=1, le=512)
+    per_host: int = Field(default=4, ge=1, le=64)
+    #: Redirects followed before a link counts as broken.
+    max_redirects: int = Field(default=10, ge=0, le=50)
+    #: Bytes of a body read when a server refuses HEAD and GET is used instead.
+    max_body_bytes: int = Field(default=4096, ge=0, le=1024 * 1024)
+    #: An image larger than this is a warning (mail clients load every image of an email).
+    image_max_bytes: int = Field(default=1024 * 1024, ge=1)
+    #: URLs checked by one run at most; more is bad input (an issue has 40-90).
+    max_links: int = Field(default=10_000, ge=1)
+    #: How long an answer is reused: a good one, a bad one (``check --links --fresh`` ignores both).
+    cache_good_seconds: int = Field(default=86_400, ge=0)
+    cache_bad_seconds: int = Field(default=3_600, ge=0)
+    #: The cache file; empty for ``links.json`` in the user's cache directory.
+    cache_file: Path | None = None
+
+    @field_validator("links")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("fail", "warn", "off"):
+            raise ValueError("must be fail, warn or off")
+        return value
+
+    @field_validator("cache_file", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
 class EspSettings(_Section):
     """Which email service provider delivers, and how hard to push it.
 
@@ -363,6 +406,7 @@ class Settings(_Section):
     archive: ArchiveSettings = ArchiveSettings()
     bounces: BouncesSettings = BouncesSettings()
     web: WebSettings = WebSettings()
+    check: CheckSettings = CheckSettings()
     source: Path | None = None
 
 

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,13 +42,19 @@ REQUIRED_IN_CI = {
 
 
 def clean_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``environ`` (default: ``os.environ``) without the newsletter's settings: for subprocesses."""
+    """``environ`` (default: ``os.environ``) without the newsletter's settings: for subprocesses.
+
+    One setting is added: ``[check] links = "off"``, so a ``send`` or worker subprocess never
+    resolves the ``*.example.*`` hosts of the fixture issues (in-process, :func:`_loopback_names_only`
+    stops that); the link check's own tests turn it back on.
+    """
     environ = os.environ if environ is None else environ
-    return {
+    kept = {
         name: value
         for name, value in environ.items()
         if not name.startswith("NEWSLETTER_") or name in KEPT_VARIABLES
     }
+    return {**kept, "NEWSLETTER_CHECK_LINKS": "off"}
 
 
 def _clear_newsletter_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,6 +75,31 @@ def _session_without_newsletter_variables() -> Iterator[None]:
 def _without_newsletter_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     """Again for each test, in case something set one outside ``monkeypatch``."""
     _clear_newsletter_variables(monkeypatch)
+
+
+_real_getaddrinfo = socket.getaddrinfo
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
+
+
+def _loopback_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    """Names resolve only to this machine: no test makes a DNS query that could leave it."""
+    name = host.decode() if isinstance(host, bytes) else host
+    if name is None or name.lower() in LOOPBACK_NAMES:
+        return _real_getaddrinfo(host, *args, **kwargs)
+    try:
+        ipaddress.ip_address(str(name).split("%", 1)[0])
+    except ValueError:
+        refused = f"the tests resolve no name but localhost ({name})"
+        raise socket.gaierror(socket.EAI_NONAME, refused) from None
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _loopback_names_only(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No name but localhost resolves (the link check of a fixture issue fails at once instead of
+    asking the network), and the link check's cache lives in a folder of the test run's own."""
+    monkeypatch.setattr(socket, "getaddrinfo", _loopback_getaddrinfo)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -43,7 +43,9 @@ def test_no_newsletter_variable_reaches_a_test():
     leaked = [name for name in os.environ if name.startswith("NEWSLETTER_") and name not in KEPT_VARIABLES]
     assert leaked == []
     environ = {"NEWSLETTER_DATABASE_URL": "x", "NEWSLETTER_TEST_POSTGRES_URL": "y", "PATH": "/bin"}
-    assert clean_environment(environ) == {"NEWSLETTER_TEST_POSTGRES_URL": "y", "PATH": "/bin"}
+    assert clean_environment(environ) == {
+        "NEWSLETTER_TEST_POSTGRES_URL": "y", "PATH": "/bin", "NEWSLETTER_CHECK_LINKS": "off"
+    }
 
 
 def _pytest(project: Path, env: dict[str, str], basetemp: Path, *args: str) -> tuple[str, set[str]]:

@@ -16,10 +16,13 @@ from tests.conftest import ROOT
 PACKAGE = ROOT / "newsletter"
 #: What each part of the package must never import (any module below these names).
 FORBIDDEN = {
-    "content": ("render", "store", "delivery", "events", "schedule", "report", "web", "cli"),
+    "content": (
+        "checks", "render", "store", "delivery", "events", "schedule", "report", "web", "cli", "doctor"
+    ),
+    "checks": ("render", "store", "delivery", "events", "schedule", "report", "web", "cli", "doctor"),
     "render": ("store", "delivery", "events", "schedule", "report", "web", "cli"),
     "store": ("delivery", "events", "schedule", "report", "web", "cli"),
-    "delivery/esp": ("store", "events", "schedule", "report", "web", "cli"),
+    "delivery/esp": ("checks", "store", "events", "schedule", "report", "web", "cli"),
     "events": ("delivery", "schedule", "report", "web", "cli"),
 }
 #: Exceptions, each a data type only: the store keeps every stage's rows, events included, and

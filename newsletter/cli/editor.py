@@ -70,21 +70,40 @@ def draft(
 def check(
     issues: Annotated[list[Path], typer.Argument(metavar="ISSUE...", help="Issue files to check.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print problems as JSON.")] = False,
+    links: Annotated[
+        bool, typer.Option("--links", help="Also fetch every URL the email carries (cached per URL).")
+    ] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="With --links: ignore the link cache.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Validate and lint issue files. Exit 0 clean, 1 on a failed check, 2 on a malformed file."""
+    """Validate and lint issue files. Exit 0 clean, 1 on a failed check, 2 on a malformed file.
+
+    With --links, every link and image of the email is fetched too: 4xx/5xx, DNS, TLS, timeouts
+    and redirect loops fail; permanent redirects, redirects to another site and oversized or
+    non-image images warn.
+    """
     from newsletter.content.loader import IssueFileError, load_issue
     from newsletter.render.checks import check_issue
 
+    if fresh and not links:
+        raise typer.BadParameter("--fresh only applies to --links", param_hint="--fresh")
     settings = settings_or_exit(config)
     problems: list[Problem] = []
     malformed = False
     for path in issues:
         try:
-            problems += check_issue(load_issue(path), settings.newsletter)
+            loaded = load_issue(path)
+            found = check_issue(loaded, settings.newsletter)
+            if links:
+                from newsletter.checks.links import check_issue_links
+
+                found += check_issue_links(loaded, settings, fresh=fresh)
+            problems += sorted(found, key=lambda problem: (problem.line, problem.column))
         except IssueFileError as exc:
             problems += exc.problems
             malformed = True
+        except NewsletterError as exc:
+            fail(exc)
     errors = [problem for problem in problems if problem.severity == "error"]
     if as_json:
         print(json.dumps([problem.as_dict() for problem in problems], indent=2))

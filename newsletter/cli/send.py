@@ -9,9 +9,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from newsletter.store.heartbeats import Heartbeat
 
 from newsletter.cli.app import ConfigOption, app, console, err_console, fail, settings_or_exit
 from newsletter.errors import NewsletterError
@@ -81,7 +84,7 @@ def send(
 
     settings = settings_or_exit(config)
     try:
-        prepared = runner.prepare(issue, settings)
+        prepared = runner.prepare(issue, settings, links=True)
         for warning in prepared.warnings:
             err_console.print(f"warning {warning}", highlight=False, markup=False)
         if test:
@@ -147,6 +150,16 @@ def status(
     mailbox = last_read(settings)
     if mailbox:
         console.print(mailbox, highlight=False, markup=False)
+    console.print(_worker_line(runner.last_heartbeat(settings)), highlight=False, markup=False)
+
+
+def _worker_line(heartbeat: Heartbeat | None) -> str:
+    import datetime as dt
+
+    if heartbeat is None:
+        return "worker: none has run against this database (newsletter worker)"
+    ago = int((dt.datetime.now(dt.UTC) - heartbeat.seen_at).total_seconds())
+    return f"worker: {heartbeat.worker} last seen {heartbeat.seen_at:%Y-%m-%d %H:%M:%S} UTC ({ago} s ago)"
 
 
 @app.command()

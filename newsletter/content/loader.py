@@ -274,7 +274,7 @@ def _field_path(loc: tuple[Any, ...]) -> FieldPath:
     return tuple(out)
 
 
-def _markdown_links(text: str) -> Iterator[str]:
+def markdown_links(text: str) -> Iterator[str]:
     for token in _LINK_FINDER.parseInline(text):
         for child in token.children or []:
             if child.type == "link_open":
@@ -284,7 +284,7 @@ def _markdown_links(text: str) -> Iterator[str]:
 _LINK_FINDER = MarkdownIt("zero").enable(["link", "autolink"])
 # Report bad links instead of letting the parser drop them silently.
 _LINK_FINDER.validateLink = lambda url: True  # type: ignore[method-assign]
-_MARKDOWN_FIELDS = {
+MARKDOWN_FIELDS = {
     *("summary", "body", "intro", "bullets", "items", "text", "excerpt", "caption"),
     *("deck", "paragraph", "quote"),
 }
@@ -300,8 +300,8 @@ def _check_markdown_links(data: Any, at: FieldPath, source: SourceMap) -> Iterat
             yield from _check_markdown_links(value, (*at, index), source)
     elif isinstance(data, str) and ("](" in data or "<" in data):
         names = {part for part in at if isinstance(part, str)}
-        if names & _MARKDOWN_FIELDS:
-            for href in _markdown_links(data):
+        if names & MARKDOWN_FIELDS:
+            for href in markdown_links(data):
                 try:
                     http_url(href)
                 except ValueError as exc:

@@ -19,7 +19,7 @@ import ipaddress
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +36,8 @@ from newsletter.render.email import RenderedIssue, render_issue
 from newsletter.store.addresses import InvalidAddress, normalize
 from newsletter.store.archive import IssueSnapshot
 from newsletter.store.db import open_database, writing
+from newsletter.store.heartbeats import Heartbeat
+from newsletter.store.heartbeats import latest as latest_heartbeat
 from newsletter.store.ledger import Claimed, Ledger, SendCounts, SendInfo, ledger_for
 from newsletter.store.ledger import Outcome as Recorded
 from newsletter.store.models import SendState
@@ -98,10 +100,21 @@ def content_hash(rendered: RenderedIssue) -> str:
     return digest.hexdigest()
 
 
-def prepare_issue(path: Path, settings: Settings) -> PreparedIssue:
-    """Load, check and render once; refuse an issue with any error (warnings are passed on)."""
+def prepare_issue(path: Path, settings: Settings, *, links: bool = False) -> PreparedIssue:
+    """Load, check and render once; refuse an issue with any error (warnings are passed on).
+
+    With ``links`` (a send about to start), the link check runs as ``[check] links`` says: its
+    errors refuse the issue (``fail``) or are passed on as warnings (``warn``), or it is skipped.
+    """
     loaded = load_issue(path)
     problems = check_issue(loaded, settings.newsletter)
+    if links and settings.check.links != "off":
+        from newsletter.checks.links import check_issue_links
+
+        found = check_issue_links(loaded, settings)
+        if settings.check.links == "warn":
+            found = [replace(problem, severity="warning") for problem in found]
+        problems = sorted([*problems, *found], key=lambda problem: (problem.line, problem.column))
     errors = [problem for problem in problems if problem.severity == "error"]
     if errors:
         raise IssueNotReady(errors)
@@ -695,6 +708,16 @@ class SendStatus:
         for delivery_id, email, error in self.unknown:
             lines.append(f"  unknown: {email or '(forgotten)'} (delivery {delivery_id}): {error or ''}")
         return "\n".join(lines)
+
+
+def last_heartbeat(settings: Settings) -> Heartbeat | None:
+    """The worker seen most recently (``status``, ``doctor``)."""
+    engine = open_database(settings.database.url)
+    try:
+        with engine.connect() as conn:
+            return latest_heartbeat(conn)
+    finally:
+        engine.dispose()
 
 
 def status(settings: Settings, issue: Path | None = None) -> list[SendStatus]:

@@ -88,7 +88,7 @@ def fire_send(settings: Settings, send_id: int, *, now: dt.datetime, log: Log, n
             )
             return Fired.MISSED
         try:
-            prepared = prepare_issue(Path(send.issue_file), settings)
+            prepared = prepare_issue(Path(send.issue_file), settings, links=True)
             if prepared.issue_date != send.issue_date:
                 raise BadInput(f"its date is now {prepared.issue_date}, not {send.issue_date} as scheduled")
         except (NewsletterError, OSError) as exc:  # anything that keeps the file from going out
@@ -102,6 +102,8 @@ def fire_send(settings: Settings, send_id: int, *, now: dt.datetime, log: Log, n
             log(f"send {send.id}: not sent: {reason}")
             notify(f"scheduled send of {send.issue_file} not sent", f"Send {send.id}: {reason}")
             return Fired.REFUSED
+        for warning in prepared.warnings:
+            log(f"send {send.id}: warning {warning}")
         if prepared.content_hash != send.content_hash:
             log(
                 f"send {send.id}: {send.issue_file} changed since it was scheduled "
@@ -153,7 +155,9 @@ def fire_rule(settings: Settings, rule_id: int, *, now: dt.datetime, log: Log, n
             problem = f"there is no issue file {path} for that day; nothing was sent"
         else:
             try:
-                prepared = prepare_issue(path, settings)
+                prepared = prepare_issue(path, settings, links=True)
+                for warning in prepared.warnings:
+                    log(f"{what}: warning {warning}")
             except (NewsletterError, OSError) as exc:  # anything that keeps the file from going out
                 problem = f"{path} cannot be sent: {exc}"
         with writing(engine).begin() as conn:

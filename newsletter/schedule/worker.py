@@ -24,7 +24,7 @@ from newsletter.config import Settings
 from newsletter.schedule.firing import Fired, Log, Notify, fire_rule, fire_send
 from newsletter.schedule.jobs import install, make_scheduler, reconcile, stop_scheduler
 from newsletter.schedule.times import last_occurrence, parse_zone
-from newsletter.store.db import open_database
+from newsletter.store.db import open_database, writing
 from newsletter.store.ledger import ledger_for
 from newsletter.store.models import utcnow
 from newsletter.store.rules import Rules
@@ -33,6 +33,8 @@ __all__ = ["RECONCILE_SECONDS", "catch_up", "editor_notifier", "run_worker"]
 
 #: How often a running worker compares the job store with the rows.
 RECONCILE_SECONDS = 30.0
+#: How often a worker records that it is alive (``doctor`` calls one silent for 3 beats dead).
+HEARTBEAT_SECONDS = 30.0
 
 
 def editor_notifier(settings: Settings, log: Log) -> Notify:
@@ -95,6 +97,29 @@ class _MailboxPoller:
             self.log(report.describe())
 
 
+def _heartbeat(engine: Engine, stop: threading.Event, log: Log) -> threading.Event:
+    """Beat now and every ``HEARTBEAT_SECONDS`` from a thread of its own, so a long send does not
+    look like a dead worker; the returned event (or ``stop``) ends it."""
+    from newsletter.store.heartbeats import beat, this_worker
+
+    worker, started, done = this_worker(), utcnow(), threading.Event()
+
+    def once() -> None:
+        try:
+            with writing(engine).begin() as conn:
+                beat(conn, worker, started_at=started)
+        except Exception as exc:  # a database hiccup must not stop the worker; the next beat retries
+            log(f"heartbeat not recorded: {exc}")
+
+    def loop() -> None:
+        while not (done.wait(HEARTBEAT_SECONDS) or stop.is_set()):
+            once()
+
+    once()
+    threading.Thread(target=loop, name="heartbeat", daemon=True).start()
+    return done
+
+
 def run_worker(
     settings: Settings,
     *,
@@ -112,6 +137,7 @@ def run_worker(
     install(settings, log, notify)
     engine = open_database(settings.database.url)
     scheduler = None
+    beating = _heartbeat(engine, stop, log)
     try:
         catch_up(settings, engine, now=utcnow(), log=log, notify=notify)
         mailbox(stop)
@@ -141,6 +167,7 @@ def run_worker(
             if not runner.work_once(settings, stop=stop, workers=workers, log=log):
                 stop.wait(poll)
     finally:
+        beating.set()
         if scheduler is not None:
             stop_scheduler(scheduler)
         engine.dispose()

@@ -448,6 +448,18 @@ class MailboxPoll(Base):
     __table_args__ = (Index("ix_mailbox_polls_started_at", "started_at"),)
 
 
+class WorkerHeartbeat(Base):
+    """A running ``newsletter worker`` (``host:pid``) and when it was last seen alive."""
+
+    __tablename__ = "worker_heartbeats"
+
+    worker: Mapped[str] = mapped_column(String(200), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_worker_heartbeats_seen_at", "seen_at"),)
+
+
 #: APScheduler 3's ``SQLAlchemyJobStore`` table, column for column, so the migration creates it
 #: (``db upgrade`` makes every table) and the job store finds it there. A job holds only a send or
 #: rule id; the send row stays the truth (see ``newsletter.schedule``).
