@@ -11,6 +11,11 @@ suppressions, or upsert. Targets: under 60 s per database, within 2x the baselin
 
     .venv/bin/python benchmarks/import.py                  # 1M rows, both databases
     .venv/bin/python benchmarks/import.py --rows 2000 --db sqlite
+    .venv/bin/python benchmarks/import.py --compare main --repeat 2 --no-bulk-baseline
+
+``--compare REV`` also imports the same file with the importer of git revision ``REV`` (its
+``newsletter/`` exported to a temporary directory), alternating with this tree's, and prints the
+ratio: a change to the importer is measured against the code it replaces in the same run.
 
 Each measurement runs in its own child process so peak RSS belongs to that step alone. The CSV is
 cached in ``benchmarks/.data/`` (git-ignored). PostgreSQL: ``--pg-url`` names a maintenance database
@@ -35,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# A --compare child runs another revision's package: its directory comes first (see run_child).
+sys.path.insert(0, os.environ.get("NEWSLETTER_BENCH_CODE", str(ROOT)))
 
 DEFAULT_PG_URL = os.environ.get(
     "NEWSLETTER_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -118,6 +124,7 @@ def child_import(url: str, csv_path: Path, chunk_size: int | None) -> dict[str, 
         # The importer and its CSV reader process run side by side: count both.
         "peak_mb": peak_mb() + reader_mb,
         "reader_mb": reader_mb,
+        "code": str(Path(sys.modules["newsletter.store.importer"].__file__ or "").parent),
     }
 
 
@@ -252,11 +259,44 @@ class Database:
         admin.dispose()
 
 
-def run_child(*args: str) -> dict[str, Any]:
+def run_child(*args: str, code: Path | None = None) -> dict[str, Any]:
+    """One step in a fresh process; ``code``: a directory holding another revision's ``newsletter/``."""
+    env = dict(os.environ)
+    if code is not None:
+        env["NEWSLETTER_BENCH_CODE"] = str(code)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
+    # The working directory too: a process it starts with ``python -m`` looks there first.
     output = subprocess.run(
-        [sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True
+        [sys.executable, __file__, "--child", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=code,
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
+
+
+def export_revision(revision: str, into: Path) -> Path:
+    """``newsletter/`` as of ``revision``, written under ``into``; fails loudly on an unknown one."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", revision, "newsletter"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def describe(result: dict[str, Any]) -> str:
+    return (
+        f"{result['rows']:>9,} rows in {result['seconds']:6.1f} s = "
+        f"{result['rows'] / result['seconds']:>9,.0f} rows/s, peak {result['peak_mb']:.0f} MB"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     parser.add_argument("--chunk-size", type=int, help="default: the importer's")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "benchmarks" / ".data")
+    parser.add_argument("--compare", metavar="REV", help="also time the importer of git revision REV")
+    parser.add_argument("--repeat", type=int, default=1, help="imports per database (with --compare)")
+    parser.add_argument(
+        "--no-bulk-baseline", action="store_true", help="skip the bare bulk inserts (with --compare)"
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -279,16 +324,37 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
-    csv_path = args.data_dir / f"subscribers-{args.rows}.csv"
+    csv_path = args.data_dir.resolve() / f"subscribers-{args.rows}.csv"
     if not csv_path.exists():
         started = time.perf_counter()
         generate(csv_path, args.rows)
         print(f"generated {csv_path} ({args.rows:,} rows) in {time.perf_counter() - started:.1f} s")
+    if (args.repeat != 1 or args.no_bulk_baseline) and not args.compare:
+        parser.error("--repeat and --no-bulk-baseline go with --compare")
     failed = False
     with tempfile.TemporaryDirectory(prefix="newsletter-bench-") as tmp:
+        old_code = export_revision(args.compare, Path(tmp) / "old") if args.compare else None
+        chunk = [] if args.chunk_size is None else [str(args.chunk_size)]
         for kind in args.db or ["sqlite", "postgresql"]:
+            if old_code is not None:
+                new_runs, old_runs = [], []
+                for _ in range(max(args.repeat, 1)):  # alternating, so drift in load hits both
+                    with Database(kind, args.pg_url, Path(tmp)) as db:
+                        old_runs.append(run_child("import", db.url, str(csv_path), *chunk, code=old_code))
+                    with Database(kind, args.pg_url, Path(tmp)) as db:
+                        new_runs.append(run_child("import", db.url, str(csv_path), *chunk))
+                for new, old in zip(new_runs, old_runs, strict=True):
+                    if not old["code"].startswith(str(old_code)) or new["code"].startswith(str(old_code)):
+                        raise SystemExit(f"a compared run used the wrong code: {old['code']}, {new['code']}")
+                    print(
+                        f"{kind:10} import {describe(new)} | at {args.compare}: {describe(old)} "
+                        f"| ratio {new['seconds'] / old['seconds']:.2f}x"
+                    )
+                best = min(r["seconds"] for r in new_runs) / min(r["seconds"] for r in old_runs)
+                print(f"{'':10} best of {len(new_runs)}: ratio {best:.2f}x this tree / {args.compare}")
+                if args.no_bulk_baseline:
+                    continue
             with Database(kind, args.pg_url, Path(tmp)) as db:
-                chunk = [] if args.chunk_size is None else [str(args.chunk_size)]
                 result = run_child("import", db.url, str(csv_path), *chunk)
             with Database(kind, args.pg_url, Path(tmp)) as db:
                 base = run_child("baseline", db.url, str(csv_path))

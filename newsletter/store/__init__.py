@@ -2,7 +2,8 @@
 
 - ``db``: engines (SQLite pragmas), sessions, Alembic upgrade and the newest-revision gate.
 - ``models``: the tables; ``subscribers``: ``SubscriberRepository`` and ``audience()`` for sends.
-- ``importer`` (+ ``bulk``): streaming CSV import; ``segments``: tag expressions compiled to SQL.
+- ``importer`` (``rows``, ``rejects``, ``chunks``; + ``bulk``): streaming CSV import;
+  ``segments``: tag expressions compiled to SQL.
 - ``addresses`` and ``privacy``: address normalisation and suppression hashes.
 - ``reports``: a send's deliveries, events and events per hour, counted for ``newsletter report``.
 """

@@ -428,17 +428,27 @@ def test_imported_subscribers_carry_their_suppression_hash(
 
 
 def test_reader_process_batches_match_and_stop_when_abandoned(tmp_path: Path) -> None:
-    from newsletter.store.importer import _read, _read_in_subprocess
+    from newsletter.store.importer.rows import read_ahead, read_batches
 
     path = tmp_path / "many.csv"
     lines = "".join(f"u{i}@example.com,U {i}\n" for i in range(200))
     path.write_text("email,name\n" + lines, encoding="utf-8")
     for copy in (False, True):
-        expected = list(_read(path, frozenset(), 30, copy))
-        assert list(_read_in_subprocess(path, frozenset(), 30, copy)) == expected
-    batches = _read_in_subprocess(path, frozenset(), 10, True)
+        expected = list(read_batches(path, frozenset(), 30, copy))
+        assert len(expected) == 7
+        assert list(read_ahead(path, frozenset(), 30, copy)) == expected
+    batches = read_ahead(path, frozenset(), 10, True, ahead=3)
     assert next(batches)[1][0][2] == "u0@example.com"
-    batches.close()  # stops the reader process and the loading thread without hanging
+    batches.close()  # cancels what has not started and stops the reader process without hanging
+
+
+def test_a_reader_process_error_reaches_the_importer(tmp_path: Path) -> None:
+    from newsletter.store.importer.rows import read_ahead
+
+    path = tmp_path / "dup.csv"
+    path.write_text("email,Email\nann@example.com,x\n", encoding="utf-8")
+    with pytest.raises(BadInput, match="appears twice in the header"):
+        list(read_ahead(path, frozenset(), 10, False))
 
 
 @pytest.mark.parametrize("chunk_size", [10, 1], ids=["same chunk", "later chunk"])
