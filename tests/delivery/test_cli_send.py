@@ -125,6 +125,7 @@ def test_test_copies_go_outside_the_ledger(cli, db_url: str, tmp_path: Path) -> 
     assert result.exit_code == 0 and "editor@example.org: accepted" in result.output
     assert _rows(db_url) == (0, 0)
     (copy,) = (tmp_path / "outbox").glob("*/*.eml")
+    assert copy.name == "test-1.eml"  # never "-1.eml", which shell tools read as an option
     message = email.message_from_bytes(copy.read_bytes(), policy=email.policy.strict)
     assert str(message["Subject"]).startswith("[TEST] ") and message["To"] == "editor@example.org"
     bad = cli("send", f"issues/{ISSUE}", "--test", "not-an-address")

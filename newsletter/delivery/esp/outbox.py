@@ -3,7 +3,8 @@
 Nothing leaves the machine, so the whole flow (ledger, batching, headers, resume) runs without an
 account; any mail client opens the files. Each file is written to a temporary name and renamed into
 place, so a crash never leaves half a message, and a resent message replaces its file instead of
-adding a second one.
+adding a second one. A copy outside the ledger (a ``--test`` copy, whose delivery id is negative)
+is written as ``test-N.eml``: a file name starting with a dash would read as an option to shell tools.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from pathlib import Path
 from newsletter.delivery.esp.base import Outcome, Outgoing, Recipient, Result
 from newsletter.delivery.message import MimeTemplate
 
-__all__ = ["OutboxAdapter"]
+__all__ = ["OutboxAdapter", "file_name"]
+
+
+def file_name(delivery_id: int) -> str:
+    """``42.eml`` for a delivery of the ledger, ``test-1.eml`` for a copy outside it (id -1)."""
+    return f"{delivery_id}.eml" if delivery_id >= 0 else f"test{delivery_id}.eml"
 
 
 class OutboxAdapter:
@@ -42,7 +48,7 @@ class OutboxAdapter:
         folder = self.folder(message.send_id)
         results = []
         for recipient in recipients:
-            _write_atomically(folder / f"{recipient.delivery_id}.eml", template.build(recipient))
+            _write_atomically(folder / file_name(recipient.delivery_id), template.build(recipient))
             results.append(Result(recipient.delivery_id, Outcome.ACCEPTED, recipient.message_id))
         return results
 
