@@ -94,7 +94,7 @@ def send(
             if any(answer != "accepted" for _, answer in results):
                 raise typer.Exit(1)
             return
-        plan = runner.plan(prepared, settings, segment or "", resume=resume, retry_unknown=retry_unknown)
+        plan = runner.plan(prepared, settings, segment, resume=resume, retry_unknown=retry_unknown)
         console.print(plan.describe(), highlight=False, markup=False)
         if dry_run or plan.nothing_to_do:
             return

@@ -16,7 +16,9 @@ import contextlib
 import datetime as dt
 import hashlib
 import ipaddress
+import math
 import os
+import shlex
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -217,6 +219,18 @@ RESUMABLE = (SendState.SENDING, SendState.PAUSED, SendState.STOPPED)
 NEVER_STARTED = (SendState.CANCELLED, SendState.MISSED)
 
 
+def resume_command(send: SendInfo, *, alone: bool = True) -> str:
+    """The command that continues exactly this send.
+
+    A send to everyone is named by ``--segment ''`` when the issue has other sends (``alone`` is
+    False): a bare ``--resume`` is then refused as ambiguous.
+    """
+    command = f"newsletter send {shlex.quote(send.issue_file)}"
+    if send.segment or not alone:
+        command += f" --segment {shlex.quote(send.segment)}"
+    return command + " --resume"
+
+
 def reopen(ledger: Ledger, send: SendInfo, *, retry_unknown: bool) -> int:
     """Make a paused, stopped or finished send run again; return how many unknown rows reopened."""
     reopened = ledger.retry_unknown(send.id) if retry_unknown else 0
@@ -259,9 +273,13 @@ class Plan:
             send = self.existing
             lines.append(f"Send {send.id}: {send.state}" + (f" ({send.error})" if send.error else ""))
             lines.append("  " + _counts_line(self.counts))
-            if self.nothing_to_do:
-                lines.append("Nothing to send.")
-        lines.append(f"Provider: {self.provider}, up to {self.batch} per request")
+        batches = math.ceil(self.audience / self.batch) if self.batch else 0
+        lines.append(
+            f"Provider: {self.provider}, up to {self.batch} per request: "
+            f"{batches:,} batch{'es' if batches != 1 else ''}"
+        )
+        if self.nothing_to_do:
+            lines.append("Nothing to send.")
         return "\n".join(lines)
 
     @property
@@ -286,7 +304,7 @@ def _batch_size(settings: Settings) -> int:
 def plan(
     prepared: PreparedIssue,
     settings: Settings,
-    segment: str,
+    segment: str | None,
     *,
     resume: bool = False,
     retry_unknown: bool = False,
@@ -295,7 +313,9 @@ def plan(
     """Decide what ``send`` does for this issue and audience, without writing anything.
 
     ``resume``: continue an existing send (and only that); ``start``: start the send, or continue
-    it if it exists (the demo and the scheduler, which run unattended).
+    it if it exists (the demo and the scheduler, which run unattended). ``segment`` None: no
+    ``--segment`` was given, which means everyone, except that ``resume`` then continues the
+    issue's only send, whatever its audience, and refuses to guess between several.
     """
     batch = _batch_size(settings)  # also fails early on a missing provider secret
     secret_key(settings)
@@ -304,6 +324,8 @@ def plan(
     try:
         with engine.connect() as conn:
             ledger = ledger_for(conn)
+            if segment is None:
+                segment = _segment_to_resume(ledger, prepared) if resume and not start else ""
             if segment:
                 from newsletter.store.segments import parse_segment
 
@@ -341,12 +363,31 @@ def plan(
             if existing.state in RESUMABLE and not (resume or retry_unknown or start):
                 raise BadInput(
                     f"send {existing.id} of this issue is {existing.state} with {counts.open:,} recipients "
-                    f"left; run again with --resume to continue it"
+                    f"left; continue it with: "
+                    f"{resume_command(existing, alone=len(ledger.sends(prepared.issue_date)) == 1)}"
                 )
             check_resumable(existing, prepared)
             return Plan(audience=counts.open + unknown, existing=existing, counts=counts, **common)
     finally:
         engine.dispose()
+
+
+def _segment_to_resume(ledger: Ledger, prepared: PreparedIssue) -> str:
+    """The segment of the issue's only send, for a ``--resume`` that names none."""
+    sends = ledger.sends(prepared.issue_date)
+    if len(sends) <= 1:
+        return sends[0].segment if sends else ""
+    listed = []
+    for send in sends:
+        who = f"segment {send.segment!r}" if send.segment else "all active subscribers"
+        left = ledger.counts(send.id).open
+        listed.append(
+            f"  send {send.id} to {who}: {send.state}, {left:,} left: {resume_command(send, alone=False)}"
+        )
+    raise BadInput(
+        f"{prepared.path} has {len(sends)} sends; say which one to resume with --segment:\n"
+        + "\n".join(listed)
+    )
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -358,6 +399,8 @@ class SendOutcome:
     counts: SendCounts
     report: RunReport
     unknown: list[tuple[int, str | None, str | None]] = field(default_factory=list)
+    #: Whether the send is its issue's only one (then a send to everyone resumes with a bare --resume).
+    alone: bool = True
 
     @property
     def exit_code(self) -> int:
@@ -377,7 +420,7 @@ class SendOutcome:
             )
         if send.state is SendState.PAUSED or send.state is SendState.STOPPED:
             lines.append(f"  {send.error or ''}".rstrip())
-            lines.append(f"  resume with: newsletter send {self.send.issue_file} --resume")
+            lines.append(f"  resume with: {resume_command(send, alone=self.alone)}")
         return "\n".join(lines)
 
 
@@ -419,7 +462,11 @@ def execute(
         with engine.connect() as conn:
             ledger = ledger_for(conn)
             return SendOutcome(
-                ledger.get_send(send.id), ledger.counts(send.id), report, ledger.unknown_recipients(send.id)
+                ledger.get_send(send.id),
+                ledger.counts(send.id),
+                report,
+                ledger.unknown_recipients(send.id),
+                alone=len(ledger.sends(send.issue_date)) == 1,
             )
     finally:
         engine.dispose()

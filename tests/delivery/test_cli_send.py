@@ -146,3 +146,50 @@ def test_worker_sends_a_running_send(cli, db_url: str, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "outbox").glob("*/*.eml"))) == 3
     assert "finished" in cli("status").output
+
+
+def test_a_stopped_segment_send_names_its_segment_and_resume_never_guesses(
+    cli, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsletter.delivery.esp.base import AuthError
+    from newsletter.delivery.esp.outbox import OutboxAdapter
+
+    assert cli("subscribers", "add", "press@example.org", "--tag", "x").exit_code == 0
+    assert cli("send", f"issues/{ISSUE}", "--yes").exit_code == 0  # everyone: finished
+    with monkeypatch.context() as refused:
+
+        def unauthorised(self: object, message: object, recipients: object) -> list[object]:
+            raise AuthError("401 invalid server token")
+
+        refused.setattr(OutboxAdapter, "send_batch", unauthorised)
+        stopped = cli("send", f"issues/{ISSUE}", "--segment", "tag:x", "--yes")
+    assert stopped.exit_code == 1 and "is stopped" in stopped.output, stopped.output
+    hint = f"resume with: newsletter send issues/{ISSUE} --segment tag:x --resume"
+    assert hint in stopped.output, stopped.output
+    # a bare --resume would have answered about the finished send: it lists both instead
+    ambiguous = cli("send", f"issues/{ISSUE}", "--resume", "--yes")
+    assert ambiguous.exit_code == 2 and "Nothing to send" not in ambiguous.output
+    assert "has 2 sends" in ambiguous.output and "segment 'tag:x': stopped, 1 left" in ambiguous.output
+    assert f"newsletter send issues/{ISSUE} --segment '' --resume" in ambiguous.output
+    resumed = cli(*hint.removeprefix("resume with: newsletter ").split(), "--yes")
+    assert resumed.exit_code == 0 and "is finished: 1 accepted" in resumed.output, resumed.output
+
+
+def test_the_only_send_of_an_issue_resumes_without_its_segment(cli, db_url: str) -> None:
+    cli("subscribers", "add", "press@example.org", "--tag", "x")
+    assert cli("send", f"issues/{ISSUE}", "--segment", "tag:x", "--yes").exit_code == 0
+    again = cli("send", f"issues/{ISSUE}", "--resume", "--yes")
+    assert again.exit_code == 0 and "Audience: segment 'tag:x'" in again.output
+    assert again.output.rstrip().endswith("Nothing to send.")
+
+
+def test_dry_run_counts_the_batches_and_nothing_to_send_comes_last(
+    cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_ESP_BATCH_SIZE", "2")
+    planned = cli("send", f"issues/{ISSUE}", "--dry-run")
+    assert "Provider: outbox, up to 2 per request: 2 batches" in planned.output, planned.output
+    cli("send", f"issues/{ISSUE}", "--yes")
+    done = cli("send", f"issues/{ISSUE}", "--yes")
+    lines = done.output.rstrip().splitlines()
+    assert lines[-2].startswith("Provider: outbox") and lines[-1] == "Nothing to send.", lines
