@@ -410,9 +410,9 @@ class Settings(_Section):
     source: Path | None = None
 
 
-def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
-    """Overlay ``NEWSLETTER_<SECTION>_<KEY>`` variables on the file's values."""
-    merged = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+def _env_overrides(environ: dict[str, str]) -> dict[tuple[str, str], str]:
+    """The ``NEWSLETTER_<SECTION>_<KEY>`` variables set in ``environ``, by (section, key)."""
+    found = {}
     for section, model in Settings.model_fields.items():
         annotation = model.annotation
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
@@ -420,7 +420,15 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
         for key in annotation.model_fields:
             env_name = f"NEWSLETTER_{section}_{key}".upper()
             if env_name in environ:
-                merged.setdefault(section, {})[key] = environ[env_name]
+                found[(section, key)] = env_name
+    return found
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    """Overlay ``NEWSLETTER_<SECTION>_<KEY>`` variables on the file's values."""
+    merged = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    for (section, key), env_name in _env_overrides(environ).items():
+        merged.setdefault(section, {})[key] = environ[env_name]
     return merged
 
 
@@ -471,10 +479,15 @@ def load_settings(explicit: Path | None = None, environ: dict[str, str] | None =
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        where = str(path) if path else "configuration"
+        from_env = _env_overrides(environ)
         lines = []
         for error in exc.errors():
             key = ".".join(str(part) for part in error["loc"])
+            env_name = (
+                from_env.get((str(error["loc"][0]), str(error["loc"][1]))) if len(error["loc"]) > 1 else None
+            )
+            # The value that failed is the variable's, not the file's: name the variable.
+            where = f"environment variable {env_name}" if env_name else str(path) if path else "configuration"
             if error["type"] == "extra_forbidden":
                 lines.append(f"{where}: {key}: unknown key")
             else:

@@ -43,6 +43,20 @@ def test_environment_overrides_file(tmp_path):
     assert settings.database.url == "postgresql+psycopg://x/y"
 
 
+def test_a_bad_environment_override_names_the_variable_not_the_file(tmp_path):
+    path = tmp_path / "n.toml"
+    path.write_text('[newsletter]\nsend_weekday = "friday"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={"NEWSLETTER_NEWSLETTER_SEND_WEEKDAY": "funday"})
+    message = str(caught.value)
+    variable = "environment variable NEWSLETTER_NEWSLETTER_SEND_WEEKDAY"
+    assert message.startswith(f"{variable}: newsletter.send_weekday")
+    assert str(path) not in message
+    path.write_text('[newsletter]\nsend_weekday = "funday"\n')  # the file's own bad value names the file
+    with pytest.raises(ConfigError, match=f"^{path}: newsletter.send_weekday"):
+        load_settings(path, environ={})
+
+
 def test_invalid_toml_is_a_config_error(tmp_path):
     path = tmp_path / "n.toml"
     path.write_text("[newsletter\nname=")
