@@ -230,13 +230,20 @@ def show(email: EmailArg, config: ConfigOption = None) -> None:
         ("attributes", ", ".join(f"{k}={v}" for k, v in sorted(subscriber.attributes.items()))),
         ("created", subscriber.created_at),
         ("confirmed", subscriber.confirmed_at),
-        ("unsubscribed", subscriber.unsubscribed_at),
+        # One column holds when the person left, whichever way: label it with that way.
+        (_left_label(subscriber.status), subscriber.unsubscribed_at),
         ("consent at", subscriber.consent_at),
         ("consent how", subscriber.consent_method),
         ("consent ip", subscriber.consent_ip),
     ):
         table.add_row(label, _cell(value))
     console.print(table)
+
+
+def _left_label(status: SubscriberStatus) -> str:
+    """``bounced`` for a bounced subscriber's leaving time, ``unsubscribed`` for one still here."""
+    left = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
+    return status.value if status in left else "unsubscribed"
 
 
 @subscribers_app.command("count")

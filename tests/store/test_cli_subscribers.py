@@ -207,3 +207,24 @@ def test_a_piped_list_is_tab_separated_and_nothing_is_cut_short(cli) -> None:
     assert rows[1][:4] == [long_address, name, "active", "press"]
     assert rows[2][:4] == ["bob@example.com", "", "active", ""]
     assert len(rows) == 3
+
+
+def test_show_labels_the_leaving_time_with_the_way_the_subscriber_left(cli, db_url: str) -> None:
+    from sqlalchemy.orm import Session
+
+    from newsletter.store.statuses import SubscriberStatus
+    from newsletter.store.subscribers import SubscriberRepository
+
+    assert cli("subscribers", "add", "ann@example.com").exit_code == 0
+    assert cli("subscribers", "add", "bob@example.com").exit_code == 0
+    engine = make_engine(db_url)
+    try:
+        with Session(engine) as session:
+            SubscriberRepository(session).leave("ann@example.com", SubscriberStatus.BOUNCED)
+            session.commit()
+    finally:
+        engine.dispose()
+    labels = [line.split()[0] for line in cli("subscribers", "show", "ann@example.com").output.splitlines()]
+    assert "bounced" in labels and "unsubscribed" not in labels, labels
+    still_here = cli("subscribers", "show", "bob@example.com").output.splitlines()
+    assert [line.split()[0] for line in still_here if line.strip()].count("unsubscribed") == 1
