@@ -1,9 +1,10 @@
 """``newsletter report --plot``: events per hour after each send, as a PNG or SVG chart.
 
-One panel per send of the issue, hours since the send started on x, events per hour on y, a line
-per event kind. Only the hours up to the last event are drawn (at least half a day), so a send
-whose opens stopped after a day is not squeezed into the left third of a three-day axis; events
-after the hourly window are named under the panel instead of drawn.
+One panel per send of the issue, hours since the send started on x (the whole hourly window, 72 h
+by default, as the README promises), events per hour on y, one step line per event kind: each hour's
+count is a flat step over that hour, so a sparse series reads as counts per hour rather than as
+spikes. The y axis always ends on a tick at or above the busiest hour. Events after the hourly
+window are named under the panel instead of drawn.
 
 matplotlib is imported inside :func:`draw` (it takes most of a second), and through its
 object-oriented API on an Agg canvas: no pyplot, no global backend or figure state, no display.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from newsletter.errors import BadInput
 from newsletter.report.model import LABELS, SendReport
@@ -21,13 +22,12 @@ from newsletter.store.models import EventKind
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-__all__ = ["FORMATS", "draw", "plot_format"]
+__all__ = ["FORMATS", "chart", "draw", "plot_format"]
 
 #: What ``--plot FILE`` may end in, and the format matplotlib writes for it.
 FORMATS = {".png": "png", ".svg": "svg"}
-#: The fewest hours a panel shows, so a quiet send still reads as a timeline.
-MIN_HOURS_SHOWN = 12
 #: A log scale once the busiest kind peaks this many times higher than the quietest, so a few
 #: complaints stay visible next to thousands of deliveries (symlog: 0 is still drawn at 0).
 LOG_SCALE_RATIO = 20
@@ -64,6 +64,15 @@ def plot_format(path: Path) -> str:
 def draw(reports: Sequence[SendReport], path: Path) -> None:
     """Write the chart of ``reports`` (the sends of one issue) to ``path``."""
     fmt = plot_format(path)
+    figure = chart(reports)
+    try:
+        figure.savefig(path, format=fmt, metadata=_metadata(fmt))
+    except OSError as exc:
+        raise BadInput(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def chart(reports: Sequence[SendReport]) -> Figure:
+    """The chart of ``reports`` as a matplotlib figure on an Agg canvas, one panel per send."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -73,10 +82,7 @@ def draw(reports: Sequence[SendReport], path: Path) -> None:
     figure.suptitle(f"Issue {issue}: events in the hours after each send", fontsize=13, weight="bold")
     for axes, report in zip(figure.subplots(len(reports), 1, squeeze=False)[:, 0], reports, strict=True):
         _panel(axes, report)
-    try:
-        figure.savefig(path, format=fmt, metadata=_metadata(fmt))
-    except OSError as exc:
-        raise BadInput(f"cannot write {path}: {exc.strerror or exc}") from None
+    return figure
 
 
 def _panel(axes: Axes, report: SendReport) -> None:
@@ -93,33 +99,31 @@ def _panel(axes: Axes, report: SendReport) -> None:
         parse_math=False,  # a segment is the editor's text: "$...$" in it is not a formula
     )
     drawn = [kind for kind in ORDER if any(series.counts.get(kind, ()))]
-    last = max((max(i for i, n in enumerate(series.counts[k]) if n) for k in drawn), default=0)
-    shown = min(series.hours, max(MIN_HOURS_SHOWN, last + 2))
-    hours = list(range(shown))
+    shown = series.hours
+    edges = list(range(shown + 1))  # hour h is the step from h to h + 1
     for kind in drawn:
-        counts = series.counts[kind][:shown]
-        axes.plot(
-            hours,
-            counts,
+        axes.stairs(
+            series.counts[kind][:shown],
+            edges,
             label=LABELS[kind],
             color=COLOURS[kind],
             linewidth=1.8,
-            marker="o",
-            markersize=3.5,
-            markevery=[i for i, n in enumerate(counts) if n],  # no dots along the zero line
+            baseline=None,  # no drop to 0 at either end: the zero hours are drawn as zero
         )
-    axes.set_xlim(0, shown - 1)
+    axes.set_xlim(0, shown)
     peaks = [max(series.counts[kind]) for kind in drawn]
-    if peaks and max(peaks) >= LOG_SCALE_RATIO * min(peaks):
+    peak = max(peaks, default=0)
+    if peaks and peak >= LOG_SCALE_RATIO * min(peaks):
         axes.set_yscale("symlog", linthresh=1)
-        axes.set_ylim(0, max(peaks) * 2)  # headroom: the top of a log axis is a decade away
+        axes.set_ylim(0, top_of_log_axis(peak))
         axes.set_ylabel("events per hour (log scale)")
     else:
-        axes.yaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_ylim(bottom=0)
+        locator = MaxNLocator(integer=True)
+        axes.yaxis.set_major_locator(locator)
+        axes.set_ylim(0, top_of_linear_axis(locator, peak))
         axes.set_ylabel("events per hour")
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
-    axes.xaxis.set_major_locator(MultipleLocator(6 if shown > 24 else 2))
+    axes.xaxis.set_major_locator(MultipleLocator(6 if shown > 24 else 2 if shown > 6 else 1))
     axes.set_xlabel("hours after the send started")
     axes.grid(True, color="#dddddd", linewidth=0.6)
     axes.spines[["top", "right"]].set_visible(False)
@@ -146,6 +150,24 @@ def _panel(axes: Axes, report: SendReport) -> None:
             fontsize=8,
             color="#555555",
         )
+
+
+#: The busiest hour stays this far below the top of the axis, so its step is not drawn on the frame.
+HEADROOM = 1.1
+
+
+def top_of_log_axis(peak: int) -> int:
+    """The first decade above ``peak`` with headroom: a log axis ends on a tick, above the data."""
+    top = 10
+    while top < peak * HEADROOM:
+        top *= 10
+    return top
+
+
+def top_of_linear_axis(locator: Any, peak: int) -> float:
+    """The first tick ``locator`` puts above ``peak`` with headroom (1 for an empty chart)."""
+    wanted = max(peak * HEADROOM, 1)
+    return float(min(tick for tick in locator.tick_values(0, wanted) if tick >= wanted))
 
 
 def _metadata(fmt: str) -> dict[str, str | None]:
