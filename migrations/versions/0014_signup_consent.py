@@ -1,7 +1,7 @@
 """Double opt-in sign-up: the pending confirmation and a fuller consent record on ``subscribers``.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0011
 Create Date: 2026-12-06
 
 ``confirm_nonce`` is the random half of an outstanding confirmation link (``/confirm/TOKEN``): a
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014"
-down_revision: str | None = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
