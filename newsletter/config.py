@@ -332,6 +332,33 @@ class WebSettings(_Section):
     form_max_age: int = Field(default=2 * 3600, ge=60)
     #: Proxies whose ``X-Forwarded-For`` / ``-Proto`` are believed (IP addresses or networks).
     trusted_proxies: tuple[str, ...] = ()
+    # -- sign-up with double opt-in (/subscribe, /confirm/TOKEN) and /manage ---------------------
+    #: Hours a confirmation link works.
+    confirm_hours: int = Field(default=48, ge=1, le=24 * 30)
+    #: The version id of the consent text the sign-up form shows, stored with each consent.
+    consent_text_version: str = Field(default="signup-1", min_length=1, max_length=100)
+    #: Rate limits (the ``limits`` library's notation, ``;`` between several). ``per_address``
+    #: counts confirmation and preferences mails to one address, ``per_domain`` to one address
+    #: domain, ``per_ip`` sign-up and manage requests from one client address.
+    limit_per_address: str = "1 per 10 minutes; 3 per day"
+    limit_per_domain: str = "50 per hour; 500 per day"
+    limit_per_ip: str = "10 per hour; 50 per day"
+    #: Where the counters live: ``memory://`` (one process) or any ``limits`` storage URI.
+    limit_storage: str = "memory://"
+    #: Proof of work (ALTCHA): PBKDF2 iterations per attempt, and seconds a challenge is good for.
+    altcha_cost: int = Field(default=5000, ge=1, le=1_000_000)
+    altcha_expires: int = Field(default=600, ge=30, le=12 * 3600)  # a claimed one is kept a day
+
+    @field_validator("limit_per_address", "limit_per_domain", "limit_per_ip")
+    @classmethod
+    def _limits(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate limit such as '3 per day; 1 per 10 minutes'") from None
+        return value
 
 
 class BouncesSettings(_Section):

@@ -34,3 +34,5 @@ if ! install >"$log" 2>&1; then
   exit 1
 fi
 .venv/bin/python -c "import newsletter" # fail loudly if the install did not work
+# The sign-up form's anti-robot widget, served from our own origin (never a CDN).
+bash scripts/install-altcha.sh || echo "setup: the ALTCHA widget is not installed; /subscribe works without it only for clients that solve the challenge themselves" >&2

@@ -22,6 +22,7 @@ from newsletter.cli import schedule as _schedule  # noqa: F401  (registers sched
 from newsletter.cli import send as _send  # noqa: F401  (registers send/status/worker)
 from newsletter.cli import serve as _serve  # noqa: F401  (registers serve)
 from newsletter.cli import subscribers as _subscribers  # noqa: F401  (registers db/subscribers)
+from newsletter.cli import web as _web  # noqa: F401  (registers web form)
 from newsletter.cli.app import app, err_console, styled
 from newsletter.errors import NewsletterError
 

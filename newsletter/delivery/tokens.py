@@ -17,6 +17,11 @@ it is about even when it quotes nothing. Mail systems may change the case of a l
 token is lower-case letters, digits and ``-`` only (the signature base32, 80 bits), and is read
 case-insensitively. The leading letter says what the address is for, so a bounce address cannot
 be replayed as an unsubscribe.
+
+A third purpose, with its own salt and a timestamp (:class:`itsdangerous.TimestampSigner`), is the
+double opt-in link ``/confirm/TOKEN``: it names a subscriber and the random nonce of their
+outstanding confirmation, so it expires (``[web] confirm_hours``) and works once (the store clears
+the nonce when it is used).
 """
 
 from __future__ import annotations
@@ -27,14 +32,16 @@ import hmac
 import re
 from typing import Literal
 
-from itsdangerous import BadSignature, Signer
+from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner
 
 from newsletter.errors import BadInput
 
-__all__ = ["BadToken", "TokenSigner", "VerpPurpose"]
+__all__ = ["BadToken", "ExpiredToken", "TokenSigner", "VerpPurpose"]
 
 _SALT = "newsletter.unsubscribe"
 _VERP_SALT = "newsletter.verp"
+_CONFIRM_SALT = "newsletter.confirm"
+_CONFIRM_PAYLOAD = re.compile(r"([0-9]{1,15})\.([0-9a-f]{32})")
 #: Characters of the VERP signature: 16 base32 characters are 80 bits.
 _VERP_SIGNATURE_LENGTH = 16
 _VERP_TOKEN = re.compile(r"([bu])([0-9]{1,12})-([0-9]{1,15})-([a-z2-7]{16})")
@@ -47,6 +54,10 @@ class BadToken(BadInput):
     """A token that was not made with our key, or was altered."""
 
 
+class ExpiredToken(BadToken):
+    """A token of ours whose time is up (a confirmation link older than ``[web] confirm_hours``)."""
+
+
 class TokenSigner:
     def __init__(self, secret: str) -> None:
         if len(secret) < 16:
@@ -57,6 +68,25 @@ class TokenSigner:
         self.install_tag = hashlib.sha256(f"{_SALT}.message-id.{secret}".encode()).hexdigest()[:12]
         verp = Signer(secret, salt=_VERP_SALT, digest_method=hashlib.sha256)
         self._verp_mac = hmac.new(verp.derive_key(), digestmod=hashlib.sha256)
+        self._confirm = TimestampSigner(secret, salt=_CONFIRM_SALT, digest_method=hashlib.sha256)
+
+    def confirm_token(self, subscriber_id: int, nonce: str) -> str:
+        """The double opt-in link's token: ``subscriber.nonce.timestamp.signature``."""
+        return self._confirm.sign(f"{subscriber_id}.{nonce}").decode("ascii")
+
+    def read_confirm_token(self, token: str, *, max_age: int) -> tuple[int, str]:
+        """``(subscriber_id, nonce)`` of a token made by :meth:`confirm_token` at most ``max_age``
+        seconds ago; :class:`ExpiredToken` for an older one, :class:`BadToken` for anything else."""
+        try:
+            payload = self._confirm.unsign(token.encode("ascii"), max_age=max_age).decode("ascii")
+        except SignatureExpired:
+            raise ExpiredToken("this confirmation link has expired") from None
+        except (BadSignature, UnicodeError):
+            raise BadToken("this confirmation link is not valid") from None
+        match = _CONFIRM_PAYLOAD.fullmatch(payload)
+        if match is None:
+            raise BadToken("this confirmation link is not valid")
+        return int(match.group(1)), match.group(2)
 
     def unsubscribe_token(self, send_id: int, subscriber_id: int) -> str:
         payload = f"{send_id}.{subscriber_id}"

@@ -151,6 +151,12 @@ class Subscriber(Base):
     consent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     consent_method: Mapped[str | None] = mapped_column(String(200))
     consent_ip: Mapped[str | None] = mapped_column(String(45))  # an IPv6 text form fits in 45
+    #: A web confirmation's browser, the form it came from and the consent text's version id.
+    consent_user_agent: Mapped[str | None] = mapped_column(String(500))
+    consent_form_url: Mapped[str | None] = mapped_column(String(2000))
+    consent_text: Mapped[str | None] = mapped_column(String(100))
+    #: The random half of the outstanding confirmation link (double opt-in); cleared once used.
+    confirm_nonce: Mapped[str | None] = mapped_column(String(32))
 
     tags: Mapped[list[Tag]] = relationship(
         secondary="subscriber_tags", order_by="Tag.name", passive_deletes=True

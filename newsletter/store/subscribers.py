@@ -9,6 +9,7 @@ suppression hash, which is what survives ``forget``.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = [
     "TAG_SEPARATOR",
     "AlreadySubscribed",
     "NotFound",
+    "SignupRequest",
     "SubscriberRepository",
     "Suppressed",
     "audience",
@@ -65,6 +67,15 @@ class Suppressed(NewsletterError):
 class ForgetResult:
     erased: bool  #: a subscriber row was deleted
     reason: SuppressionReason  #: the suppression that now stands for the address
+
+
+@dataclass(frozen=True)
+class SignupRequest:
+    """An outstanding double opt-in confirmation: whom to mail, and the nonce its link carries."""
+
+    subscriber_id: int
+    email: str
+    nonce: str
 
 
 def audience(segment: str | None = None) -> Select[Any]:
@@ -253,6 +264,123 @@ class SubscriberRepository:
             self.session.expunge(subscriber)
         self.session.flush()
         return ForgetResult(erased=subscriber is not None, reason=suppression.reason)
+
+    # -- double opt-in (the web sign-up) ------------------------------------------------------
+
+    def request_signup(
+        self, email: str, *, name: str | None, tags: Sequence[str], form_url: str | None
+    ) -> SignupRequest | None:
+        """Record a web sign-up as *pending* and return the confirmation to mail, or None when no
+        mail may go: the address is already active, or is suppressed for any reason but its own
+        unsubscribe (bounced, complained, forgotten, manual).
+
+        A new address gets a pending row with the name and topics it asked for; a pending one keeps
+        its row (a new name and topics replace the unconfirmed ones) and its outstanding nonce, so
+        every confirmation mail it was sent works until one is used. An unsubscribed person stays
+        unsubscribed (and suppressed) until they confirm: only that lifts the suppression.
+        """
+        address = normalize(email)
+        existing = self.get_by_email(address.email)
+        suppression = self.get_suppression(address.email)
+        if existing is None:
+            if suppression is not None:
+                return None
+            existing = Subscriber(
+                email=address.email,
+                email_normalized=address.normalized,
+                address_hash=address_hash(address.normalized),
+                attributes={},
+                status=SubscriberStatus.PENDING,
+                source="web",
+                created_at=utcnow(),
+                name=name or None,
+            )
+            existing.tags = self.tags_by_name(tags)
+            self.session.add(existing)
+        elif existing.status is SubscriberStatus.PENDING:
+            if suppression is not None:
+                return None
+            existing.name = name or existing.name
+            if tags:
+                existing.tags = self.tags_by_name(tags)
+        elif existing.status is SubscriberStatus.UNSUBSCRIBED:
+            if suppression is not None and suppression.reason is not SuppressionReason.UNSUBSCRIBED:
+                return None
+        else:  # active (nothing to confirm), bounced or complained (no mail at all)
+            return None
+        existing.consent_form_url = form_url[:2000] if form_url else None
+        existing.confirm_nonce = existing.confirm_nonce or secrets.token_hex(16)
+        self.session.flush()
+        return SignupRequest(existing.id, existing.email, existing.confirm_nonce)
+
+    def outstanding_signup(self, subscriber_id: int, nonce: str) -> Subscriber | None:
+        subscriber = self.session.get(Subscriber, subscriber_id)
+        if subscriber is None or subscriber.confirm_nonce is None:
+            return None
+        if not secrets.compare_digest(subscriber.confirm_nonce, nonce):
+            return None
+        if subscriber.status not in (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED):
+            return None
+        return subscriber
+
+    def confirm_signup(
+        self,
+        subscriber_id: int,
+        nonce: str,
+        *,
+        ip: str | None,
+        user_agent: str | None,
+        text_version: str,
+    ) -> bool:
+        """Make the subscriber of an outstanding confirmation active and record their consent;
+        False (and nothing changed) if the confirmation was used, cancelled or never existed."""
+        subscriber = self.outstanding_signup(subscriber_id, nonce)
+        if subscriber is None:
+            return False
+        suppression = self.get_suppression(subscriber.email)
+        if suppression is not None:
+            if suppression.reason is not SuppressionReason.UNSUBSCRIBED:
+                return False
+            self.session.delete(suppression)
+        now = utcnow()
+        subscriber.status = SubscriberStatus.ACTIVE
+        subscriber.confirmed_at = now
+        subscriber.unsubscribed_at = None
+        subscriber.consent_at = now
+        subscriber.consent_method = "double opt-in"
+        subscriber.consent_ip = ip[:45] if ip else None
+        subscriber.consent_user_agent = user_agent[:500] if user_agent else None
+        subscriber.consent_text = text_version[:100]
+        subscriber.confirm_nonce = None
+        self.session.flush()
+        return True
+
+    def cancel_signup(self, subscriber_id: int, nonce: str) -> bool:
+        """"This wasn't me": delete the pending row of an outstanding confirmation (an unsubscribed
+        person's row stays as it was, without the confirmation); False if there was none."""
+        subscriber = self.outstanding_signup(subscriber_id, nonce)
+        if subscriber is None:
+            return False
+        if subscriber.status is SubscriberStatus.PENDING:
+            self.session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
+            self.session.expunge(subscriber)
+        else:
+            subscriber.confirm_nonce = None
+        self.session.flush()
+        return True
+
+    def preferences_target(self, email: str) -> int | None:
+        """The id of the subscriber whose preferences link may be mailed to ``email``: one who is
+        active or unsubscribed and not suppressed for another reason; None for anyone else."""
+        subscriber = self.get_by_email(email)
+        if subscriber is None:
+            return None
+        if subscriber.status not in (SubscriberStatus.ACTIVE, SubscriberStatus.UNSUBSCRIBED):
+            return None
+        suppression = self.get_suppression(email)
+        if suppression is not None and suppression.reason is not SuppressionReason.UNSUBSCRIBED:
+            return None
+        return subscriber.id
 
     # -- many subscribers --------------------------------------------------------------------
 

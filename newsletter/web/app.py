@@ -33,6 +33,7 @@ from newsletter.store.models import utcnow
 from newsletter.store.nonces import Nonce, Replayed
 from newsletter.web.archive import archive_routes
 from newsletter.web.security import SecurityHeaders, TooLarge, read_body
+from newsletter.web.signup import signup_routes
 from newsletter.web.unsubscribe import unsubscribe_routes
 
 __all__ = ["MAX_BODY", "create_app"]
@@ -115,6 +116,7 @@ def create_app(settings: Settings, engine: Engine) -> Starlette:
         Route("/webhooks/{provider}", webhook, methods=["POST"]),
         *unsubscribe_routes(settings, engine),
         *archive_routes(settings, engine),
+        *signup_routes(settings, engine),
     ]
     https = settings.newsletter.base_url.startswith("https://")
     return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders, https=https)])
