@@ -1,10 +1,14 @@
 """The archive in headless Chromium (Debian's), served by the real app over a socket: the index and
 an issue page at 375 and 1280 px scroll no wider than the screen, load with no CSP refusal, and
 axe-core (injected into each page) finds no serious or critical violation. Screenshots of each are
-written for a person to look at."""
+written for a person to look at. The same server answers the unsubscribe link of a message it
+really sent: the subscriber's page passes the same checks, and its buttons work (one browser for
+both, started once)."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import shutil
 import threading
 import time
@@ -15,7 +19,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, ConsoleMessage, Route
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route
 
 from newsletter.config import Settings
 from newsletter.delivery import runner
@@ -36,6 +40,7 @@ PAGES = {"index": "/archive/", "issue": "/issues/2026-11-27/", "home": "/"}
 class Served:
     url: str
     shots: Path
+    outbox: Path
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +73,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.01)
     try:
-        yield Served(url, root / "screenshots")
+        yield Served(url, root / "screenshots", root / "outbox")
     finally:
         server.should_exit = True
         thread.join(10)
@@ -163,5 +168,42 @@ def test_the_skip_link_is_first_and_moves_focus_to_the_content(chromium: Browser
         assert visible, "the focused skip link is off screen"
         page.keyboard.press("Enter")
         assert page.evaluate("() => document.activeElement.id") == "main"
+    finally:
+        context.close()
+
+
+def _serious(page: Page) -> list[tuple[str, str]]:
+    violations = Axe().run(page).response["violations"]
+    return [(v["id"], v["help"]) for v in violations if v["impact"] in ("serious", "critical")]
+
+
+def test_the_unsubscribe_link_of_a_sent_message_unsubscribes_and_resubscribes(
+    chromium: Browser, served: Served
+) -> None:
+    sent = next(served.outbox.rglob("*.eml"))
+    message = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
+    link = str(message["List-Unsubscribe"]).split("<", 1)[1].split(">", 1)[0]
+    assert link.startswith(f"{served.url}/u/")
+    context = chromium.new_context(viewport={"width": 375, "height": 900})
+    try:
+        page = context.new_page()
+        refused: list[str] = []
+        page.on("console", lambda m: refused.append(m.text) if m.type == "error" else None)
+        page.route("http*://**/*", _offline_but_ours(served.url))
+        response = page.goto(link)
+        assert response is not None and response.status == 200
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 375
+        assert _serious(page) == [] and refused == []
+        served.shots.mkdir(exist_ok=True)
+        page.screenshot(path=str(served.shots / "unsubscribe-375.png"), full_page=True)
+        page.get_by_label("Too many emails").check()
+        page.get_by_role("button", name="Unsubscribe").click()
+        page.wait_for_load_state()
+        assert page.get_by_role("heading", level=1).inner_text() == "You are unsubscribed"
+        assert _serious(page) == []
+        page.screenshot(path=str(served.shots / "unsubscribed-375.png"), full_page=True)
+        page.get_by_role("button", name="Resubscribe").click()
+        page.wait_for_load_state()
+        assert "Welcome back" in page.get_by_role("status").inner_text()
     finally:
         context.close()
