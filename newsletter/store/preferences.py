@@ -18,7 +18,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.events.model import ProviderEvent
@@ -98,17 +98,16 @@ def leave(
     reason: str | None = None,
     note: str | None = None,
     soft_bounce_limit: int = 3,
-) -> LinkHolder | None:
-    """Unsubscribe at once, recorded as an event of ``send_id`` with its ``source``. Idempotent."""
+) -> bool:
+    """Unsubscribe at once, recorded as an event of ``send_id`` with its ``source``. Idempotent:
+    True when this call unsubscribed them, False when they had left already or are not there."""
     now = utcnow()
     with writing(engine).begin() as conn:
-        with Session(bind=conn) as session:
-            subscriber = _load(session, subscriber_id)
-            if subscriber is None:
-                return None
-            if subscriber.status in LEFT_STATUSES:
-                return _holder(subscriber)
-            email = subscriber.email
+        found = conn.execute(
+            select(Subscriber.email, Subscriber.status).where(Subscriber.id == subscriber_id)
+        ).one_or_none()
+        if subscriber_id <= 0 or found is None or found.status in LEFT_STATUSES:
+            return False
         detail: dict[str, str] = {"source": source}
         if reason:
             detail["reason"] = reason
@@ -121,14 +120,11 @@ def leave(
             kind=EventKind.UNSUBSCRIBED,
             occurred_at=now,
             send_id=send_id or None,
-            email=email,
+            email=found.email,
             detail=detail,
         )
         record_events(conn, [event], soft_bounce_limit=soft_bounce_limit)
-        with Session(bind=conn) as session:
-            subscriber = _load(session, subscriber_id)
-            assert subscriber is not None
-            return _holder(subscriber)
+        return True
 
 
 def resubscribe(engine: Engine, subscriber_id: int, *, window: dt.timedelta, ip: str | None) -> bool:
