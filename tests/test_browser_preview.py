@@ -132,6 +132,16 @@ def test_the_dark_switch_renders_the_email_in_dark_mode(page):
     light = _heading_colour(page)
     page.click("#dark")
     page.wait_for_function("() => document.getElementById('desktop').src.includes('/email/dark')")
+    # The new src is set at once, but the frame keeps showing the light document (complete, with its
+    # heading) until the dark one replaces it: wait for the heading itself to change, not the frame.
+    page.wait_for_function(
+        """(light) => {
+            const w = document.getElementById('desktop').contentWindow;
+            const h2 = w && w.document && w.document.querySelector('.nl-card h2');
+            return h2 && w.getComputedStyle(h2).color !== light;
+        }""",
+        arg=light,
+    )
     _wait_for_frames(page)
     assert _heading_colour(page) != light
     assert page.get_attribute("#dark", "aria-pressed") == "true"
