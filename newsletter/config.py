@@ -10,6 +10,7 @@ as a twelve-factor deployment expects.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import re
 import tomllib
@@ -24,6 +25,9 @@ from newsletter.urls import HttpUrl, http_url
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_CONFIG_NAME = "newsletter.toml"
+#: A DNS name or DKIM selector: dot-separated labels of letters, digits, '-' and '_'.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_DNS_LABELS = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")
 _SNS_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}")
 
 
@@ -215,6 +219,23 @@ class EspSettings(_Section):
     password_env: str = "SMTP_PASSWORD"
     #: The mailto: of List-Unsubscribe; default the reply-to address.
     unsubscribe_mailto: str = ""
+    #: DKIM selectors the provider signs the From domain with (``doctor`` looks them up); empty for
+    #: what the provider's API says, else its usual ones (``ProviderDns`` in each adapter module).
+    dkim_selectors: tuple[str, ...] = ()
+
+    @field_validator("dkim_selectors", mode="before")
+    @classmethod
+    def _selector_list(cls, value: object) -> object:
+        """``NEWSLETTER_ESP_DKIM_SELECTORS`` arrives as one string: split it on commas."""
+        return _comma_list(value)
+
+    @field_validator("dkim_selectors")
+    @classmethod
+    def _selectors(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for selector in value:
+            if not _DNS_LABELS.fullmatch(selector):
+                raise ValueError(f"{selector[:100]!r} is not a DKIM selector (letters, digits, '-', '.')")
+        return value
 
     @field_validator("provider")
     @classmethod
@@ -423,6 +444,73 @@ class BouncesSettings(_Section):
         return bool(self.imap_host)
 
 
+class DoctorSettings(_Section):
+    """``newsletter doctor``: where it asks DNS, how long it waits, what it judges against."""
+
+    #: DNS servers to ask (``host`` or ``host:port``, ``[v6]:port``); empty for the system's.
+    nameservers: tuple[str, ...] = ()
+    #: Seconds for each DNS query and each HTTP request.
+    timeout: float = Field(default=5.0, gt=0, le=120)
+    #: The domain the SPF record must include; empty for the provider's own (``ProviderDns``).
+    spf_include: str = ""
+    #: The latest finished sends whose complaint and bounce rates judge the list's health.
+    health_sends: int = Field(default=5, ge=1, le=100)
+    #: ``NEWSLETTER_SECRET_KEY`` shorter than this is reported (tokens refuse under 16).
+    secret_min_length: int = Field(default=32, ge=16, le=1024)
+
+    @field_validator("nameservers", mode="before")
+    @classmethod
+    def _server_list(cls, value: object) -> object:
+        return _comma_list(value)
+
+    @field_validator("nameservers")
+    @classmethod
+    def _servers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for server in value:
+            nameserver_address(server)
+        return value
+
+    @field_validator("spf_include")
+    @classmethod
+    def _include(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value and not _DNS_LABELS.fullmatch(value):
+            raise ValueError("must be a domain name, such as spf.example.net")
+        return value
+
+
+def nameserver_address(server: str) -> tuple[str, int]:
+    """``(ip, port)`` of a ``[doctor] nameservers`` entry: ``1.2.3.4``, ``1.2.3.4:5353``,
+    ``::1``, ``[::1]:5353``. DNS servers are named by address: resolving their names needs DNS."""
+    text = server.strip()
+    host, port = text, 53
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                raise ValueError(f"{server!r}: expected [address]:port")
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, _, digits = text.partition(":")
+        if not digits.isdigit():
+            raise ValueError(f"{server!r}: expected address:port")
+        port = int(digits)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{server!r} is not an IP address (a DNS server is named by its address)") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"{server!r}: the port must be 1-65535")
+    return host, port
+
+
+def _comma_list(value: object) -> object:
+    """A list setting given in the environment arrives as one string: split it on commas."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
 class Settings(_Section):
     newsletter: NewsletterSettings = NewsletterSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -434,6 +522,7 @@ class Settings(_Section):
     bounces: BouncesSettings = BouncesSettings()
     web: WebSettings = WebSettings()
     check: CheckSettings = CheckSettings()
+    doctor: DoctorSettings = DoctorSettings()
     source: Path | None = None
 
 

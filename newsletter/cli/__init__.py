@@ -16,6 +16,7 @@ from newsletter.cli import archive as _archive  # noqa: F401  (registers archive
 from newsletter.cli import bounces as _bounces  # noqa: F401  (registers bounces poll)
 from newsletter.cli import demo as _demo  # noqa: F401  (registers demo)
 from newsletter.cli import dev as _dev  # noqa: F401  (registers dev fake-esp)
+from newsletter.cli import doctor as _doctor  # noqa: F401  (registers doctor)
 from newsletter.cli import editor as _editor  # noqa: F401  (registers draft/check/preview)
 from newsletter.cli import report as _report  # noqa: F401  (registers report)
 from newsletter.cli import schedule as _schedule  # noqa: F401  (registers schedule)

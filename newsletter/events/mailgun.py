@@ -71,6 +71,12 @@ TOKEN_MAX = 128
 RETRY_WINDOW = int(8.5 * 3600)
 
 
+def missing_secrets(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """What ``verify`` needs and the environment lacks (``doctor``): the signing key."""
+    name = settings.webhooks.mailgun_signing_key_env
+    return [] if environ.get(name) else [f"{name} is not set"]
+
+
 def verify(
     request: WebhookRequest, settings: Settings, environ: Mapping[str, str] | None = None
 ) -> Verdict:

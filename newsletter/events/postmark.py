@@ -48,6 +48,12 @@ _TIME_FIELDS = {
 }
 
 
+def missing_secrets(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """What ``verify`` needs and the environment lacks (``doctor``): the basic-auth pair."""
+    names = (settings.webhooks.postmark_user_env, settings.webhooks.postmark_password_env)
+    return [f"{name} is not set" for name in names if not environ.get(name)]
+
+
 def verify(
     request: WebhookRequest, settings: Settings, environ: Mapping[str, str] | None = None
 ) -> Verdict:

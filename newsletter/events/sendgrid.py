@@ -75,6 +75,12 @@ _KINDS = {
 _SIGNATURE_MAX = 200
 
 
+def missing_secrets(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """What ``verify`` needs and the environment lacks (``doctor``): the verification key."""
+    name = settings.webhooks.sendgrid_public_key_env
+    return [] if environ.get(name) else [f"{name} is not set"]
+
+
 def verify(
     request: WebhookRequest, settings: Settings, environ: Mapping[str, str] | None = None
 ) -> Verdict:

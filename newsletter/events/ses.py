@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -68,6 +68,11 @@ _REQUIRED_PARTS = frozenset({"Bounce", "Complaint", "Delivery", "DeliveryDelay",
 #: of a failed authentication or a virus, or a "not spam" vote. No type at all (most mailbox
 #: providers send none) means the reader pressed "spam".
 NOT_COMPLAINTS = frozenset({"not-spam", "auth-failure", "virus"})
+
+
+def missing_secrets(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """What ``verify`` needs (``doctor``): not a secret (SNS signs) but the topics that are ours."""
+    return [] if settings.webhooks.ses_topic_arns else ["[webhooks] ses_topic_arns is empty"]
 
 
 def verify(

@@ -31,6 +31,7 @@ The JSON document (``newsletter report --json`` prints a list of these, one per 
                  for kind in delivered, bounced_hard, bounced_soft, complained, unsubscribed,
                  opened, clicked},
      "complaints": {"level": "ok" | "warning" | "over_limit", "warning": 0.001, "limit": 0.003},
+     "hard_bounces": {"level": "ok" | "warning" | "over_limit", "warning": 0.02, "limit": 0.05},
      "hourly": {"start": timestamp, "hours": int,
                 "counts": {kind: [int per hour]}, "later": {kind: int}}}
 
@@ -49,17 +50,24 @@ from newsletter.store.reports import SendFigures
 __all__ = [
     "COMPLAINT_LIMIT",
     "COMPLAINT_WARNING",
+    "HARD_BOUNCE_LIMIT",
+    "HARD_BOUNCE_WARNING",
     "LABELS",
     "METRICS",
     "ComplaintLevel",
     "Metric",
     "SendReport",
+    "level",
 ]
 
 #: Gmail and Yahoo's bulk-sender limit (2024): a complaint rate that reaches it hurts delivery.
 COMPLAINT_LIMIT = 0.003
 #: Gmail's advice: keep complaints below 0.1%; above it the report warns.
 COMPLAINT_WARNING = 0.001
+#: Hard bounces over accepted: above 2% a list has stale addresses (the common advice of ESPs);
+#: at 5% providers review the account (SES's review threshold; Postmark pauses sending near 10%).
+HARD_BOUNCE_WARNING = 0.02
+HARD_BOUNCE_LIMIT = 0.05
 
 #: The reported event kinds, in the order every output lists them.
 METRICS = (
@@ -91,9 +99,18 @@ RATE_PLACES = 6
 
 
 class ComplaintLevel(enum.StrEnum):
+    """How a rate stands against its warning and limit (complaints 0.1%/0.3%, hard bounces 2%/5%)."""
+
     OK = "ok"
-    WARNING = "warning"  #: at or above 0.1%
-    OVER_LIMIT = "over_limit"  #: at or above 0.3%
+    WARNING = "warning"  #: at or above the warning
+    OVER_LIMIT = "over_limit"  #: at or above the limit
+
+
+def level(rate: float | None, warning: float, limit: float) -> ComplaintLevel:
+    """Where ``rate`` stands; no rate (nothing accepted) is fine."""
+    if rate is None or rate < warning:
+        return ComplaintLevel.OK
+    return ComplaintLevel.WARNING if rate < limit else ComplaintLevel.OVER_LIMIT
 
 
 @dataclass(frozen=True)
@@ -137,10 +154,12 @@ class SendReport:
     @property
     def complaint_level(self) -> ComplaintLevel:
         complained = self.metric(EventKind.COMPLAINED)
-        rate = complained.rate if complained else None
-        if rate is None or rate < COMPLAINT_WARNING:
-            return ComplaintLevel.OK
-        return ComplaintLevel.WARNING if rate < COMPLAINT_LIMIT else ComplaintLevel.OVER_LIMIT
+        return level(complained.rate if complained else None, COMPLAINT_WARNING, COMPLAINT_LIMIT)
+
+    @property
+    def hard_bounce_level(self) -> ComplaintLevel:
+        bounced = self.metric(EventKind.BOUNCED_HARD)
+        return level(bounced.rate if bounced else None, HARD_BOUNCE_WARNING, HARD_BOUNCE_LIMIT)
 
     def as_dict(self) -> dict[str, Any]:
         """The documented ``--json`` structure (see the module docstring); JSON-ready values."""
@@ -168,6 +187,11 @@ class SendReport:
                 "level": str(self.complaint_level),
                 "warning": COMPLAINT_WARNING,
                 "limit": COMPLAINT_LIMIT,
+            },
+            "hard_bounces": {
+                "level": str(self.hard_bounce_level),
+                "warning": HARD_BOUNCE_WARNING,
+                "limit": HARD_BOUNCE_LIMIT,
             },
             "leaving": {"reasons": dict(leaving.counts), "notes": list(leaving.notes)},
             "hourly": {

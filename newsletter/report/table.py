@@ -13,6 +13,8 @@ from rich.text import Text
 from newsletter.report.model import (
     COMPLAINT_LIMIT,
     COMPLAINT_WARNING,
+    HARD_BOUNCE_LIMIT,
+    HARD_BOUNCE_WARNING,
     LABELS,
     METRICS,
     ComplaintLevel,
@@ -87,6 +89,12 @@ def _metric_row(report: SendReport, kind: EventKind) -> tuple[str, str, str, Tex
             note = Text(f"at or over the {COMPLAINT_LIMIT:.1%} bulk-sender limit", style="bold red")
         elif level is ComplaintLevel.WARNING:
             note = Text(f"over {COMPLAINT_WARNING:.1%}: watch it", style="yellow")
+    if kind is EventKind.BOUNCED_HARD:
+        level = report.hard_bounce_level
+        if level is ComplaintLevel.OVER_LIMIT:
+            note = Text(f"at or over {HARD_BOUNCE_LIMIT:.0%}: providers review that", style="bold red")
+        elif level is ComplaintLevel.WARNING:
+            note = Text(f"over {HARD_BOUNCE_WARNING:.0%}: the list has stale addresses", style="yellow")
     return LABELS[kind], f"{metric.recipients:,}", rate, note
 
 

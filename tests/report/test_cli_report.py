@@ -76,7 +76,7 @@ def test_hourly_series_buckets_by_hour_since_the_start(cli: Invoke, history: lis
 
 def test_json_structure_is_the_documented_one(cli: Invoke, history: list[int]) -> None:
     (data,) = report_json(cli, f"issues/{ISSUE}")
-    assert list(data) == ["send", "recipients", "metrics", "complaints", "leaving", "hourly"]
+    assert list(data) == ["send", "recipients", "metrics", "complaints", "hard_bounces", "leaving", "hourly"]
     assert list(data["send"]) == [
         "id", "issue_file", "issue_date", "segment", "subject", "provider", "state", "started_at",
         "finished_at",

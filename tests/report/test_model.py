@@ -45,6 +45,22 @@ def test_complaint_rate_levels(complaints: int, accepted: int, level: ComplaintL
     assert report(accepted, complained=(complaints, complaints)).complaint_level is level
 
 
+@pytest.mark.parametrize(
+    ("bounced", "accepted", "level"),
+    [
+        (19, 1000, ComplaintLevel.OK),  # 1.9%
+        (20, 1000, ComplaintLevel.WARNING),  # exactly 2%
+        (49, 1000, ComplaintLevel.WARNING),
+        (50, 1000, ComplaintLevel.OVER_LIMIT),  # exactly 5%
+        (0, 0, ComplaintLevel.OK),
+    ],
+)
+def test_hard_bounce_rate_levels(bounced: int, accepted: int, level: ComplaintLevel) -> None:
+    judged = report(accepted, bounced_hard=(bounced, bounced))
+    assert judged.hard_bounce_level is level
+    assert judged.as_dict()["hard_bounces"] == {"level": str(level), "warning": 0.02, "limit": 0.05}
+
+
 def test_engagement_is_over_accepted_when_deliveries_are_not_reported() -> None:
     without = report(200, opened=(150, 50), clicked=(12, 10))
     opened = without.metric(EventKind.OPENED)

@@ -27,7 +27,10 @@ from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.utils import parseaddr
 from functools import lru_cache
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # account.py builds on this module
+    from newsletter.delivery.esp.account import Account
 
 __all__ = [
     "Adapter",
@@ -162,6 +165,11 @@ class Adapter(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+    def account(self, from_domain: str) -> Account:
+        """What the provider says of our account, read-only (``newsletter doctor``); see
+        :mod:`newsletter.delivery.esp.account`."""
+        ...
 
 
 def every(recipients: Sequence[Recipient], outcome: Outcome, error: str) -> list[Result]:

@@ -55,6 +55,17 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from newsletter.delivery.esp.account import (
+    BOUNCE,
+    COMPLAINT,
+    Account,
+    AccountError,
+    ProviderDns,
+    Webhook,
+    as_dict,
+    as_list,
+    get_json,
+)
 from newsletter.delivery.esp.base import AuthError, Outcome, Outgoing, Recipient, Result, every
 from newsletter.delivery.esp.http import (
     Timeouts,
@@ -67,9 +78,19 @@ from newsletter.delivery.esp.http import (
 )
 from newsletter.render.slots import SLOTS, html_values, slots_in, translate
 
-__all__ = ["MAILGUN_API", "MAILGUN_EU_API", "MAX_RECIPIENTS", "MailgunAdapter", "html_variable", "variable"]
+__all__ = [
+    "DNS",
+    "MAILGUN_API",
+    "MAILGUN_EU_API",
+    "MAX_RECIPIENTS",
+    "MailgunAdapter",
+    "html_variable",
+    "variable",
+]
 
 MAILGUN_API: Final = "https://api.mailgun.net"
+#: Mailgun's SPF include; its DKIM hosts are read from the domain's records (``account``).
+DNS: Final = ProviderDns(spf_include="mailgun.org", dkim_selectors=("k1", "smtp", "mx", "pic", "krs"))
 MAILGUN_EU_API: Final = "https://api.eu.mailgun.net"
 #: Mailgun's documented limit for batch sending: 1,000 recipients per request.
 MAX_RECIPIENTS: Final = 1000
@@ -196,6 +217,7 @@ class MailgunAdapter:
             raise AuthError("no Mailgun API key (set MAILGUN_API_KEY)")
         if not domain:
             raise ValueError("no Mailgun sending domain (set [esp] domain)")
+        self.domain = domain
         self.path = f"/v3/{quote(domain, safe='')}/messages"
         credentials = base64.b64encode(f"api:{api_key}".encode()).decode("ascii")
         self._client = client or make_client(
@@ -217,6 +239,40 @@ class MailgunAdapter:
     def close(self) -> None:
         self._shared.clear()
         self._client.close()
+
+    def account(self, from_domain: str) -> Account:
+        """``GET /v3/domains/{domain}`` (its state and the DNS records Mailgun wants) and its
+        webhooks. Mailgun's envelope sender is the sending domain, so that is the return path."""
+        domain = quote(self.domain, safe="")
+        answer = as_dict(get_json(self._client, f"/v3/domains/{domain}", f"Mailgun domain {self.domain}"))
+        state = str(as_dict(answer.get("domain")).get("state") or "unknown")
+        problems = [] if state == "active" else [f"Mailgun's domain {self.domain} is {state}, not active"]
+        records = [as_dict(record) for record in as_list(answer.get("sending_dns_records"))]
+        dkim_hosts = tuple(
+            str(r["name"])
+            for r in records
+            if "._domainkey." in str(r.get("name", "")) and r.get("record_type") == "TXT"
+        )
+        problems += [
+            f"Mailgun finds the {r.get('record_type')} record at {r.get('name')} {r.get('valid')}"
+            for r in records
+            if r.get("valid") not in (None, "valid")
+        ]
+        notes: list[str] = []
+        webhooks: tuple[Webhook, ...] | None = None
+        try:
+            answer = as_dict(get_json(self._client, f"/v3/domains/{domain}/webhooks", "webhooks"))
+            webhooks = _webhooks(as_dict(answer.get("webhooks")))
+        except AccountError as exc:
+            notes.append(f"webhooks not listed: {exc}")
+        return Account(
+            summary=f"Mailgun domain {self.domain} ({state})",
+            problems=tuple(problems),
+            notes=tuple(notes),
+            webhooks=webhooks,
+            dkim_hosts=dkim_hosts,
+            return_path_domain=self.domain,
+        )
 
     def send_batch(self, message: Outgoing, recipients: Sequence[Recipient]) -> list[Result]:
         if not recipients:
@@ -280,3 +336,21 @@ def _message_id(response: httpx.Response) -> str | None:
 def _message(response: httpx.Response) -> str:
     value = json_object(response).get("message")
     return str(value) if value else ""
+
+
+#: Mailgun's webhook events that carry our kinds.
+_HOOK_KINDS: Final = {"permanent_fail": BOUNCE, "complained": COMPLAINT}
+
+
+def _webhooks(hooks: dict[str, Any]) -> tuple[Webhook, ...]:
+    """Mailgun lists URLs per event (``{"complained": {"urls": [...]}}``; older domains ``"url"``):
+    turned around into one :class:`Webhook` per URL with the kinds it receives."""
+    kinds: dict[str, set[str]] = {}
+    for event, kind in _HOOK_KINDS.items():
+        entry = as_dict(hooks.get(event))
+        urls = [str(u) for u in as_list(entry.get("urls"))]
+        if not urls and entry.get("url"):
+            urls = [str(entry["url"])]
+        for url in urls:
+            kinds.setdefault(url, set()).add(kind)
+    return tuple(Webhook(url, frozenset(found)) for url, found in kinds.items())

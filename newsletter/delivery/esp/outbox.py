@@ -13,11 +13,16 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Final
 
+from newsletter.delivery.esp.account import Account, AccountError, ProviderDns
 from newsletter.delivery.esp.base import Outcome, Outgoing, Recipient, Result
 from newsletter.delivery.message import MimeTemplate
 
-__all__ = ["OutboxAdapter", "file_name"]
+__all__ = ["DNS", "OutboxAdapter", "file_name"]
+
+#: Nothing leaves the machine: no DNS is needed.
+DNS: Final = ProviderDns()
 
 
 def file_name(delivery_id: int) -> str:
@@ -54,6 +59,15 @@ class OutboxAdapter:
 
     def finish(self, message: Outgoing) -> None:
         """Nothing was made at a provider."""
+
+    def account(self, from_domain: str) -> Account:
+        """The outbox is a folder: it can take mail if it, or the folder it will be made in, is
+        writable. Nothing is created: the doctor only looks."""
+        folder = self.directory.absolute()
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise AccountError(f"the outbox folder {self.directory} cannot be written (nor made)")
+        return Account(summary=f"outbox folder {self.directory}: messages are written there, not delivered")
 
     def close(self) -> None:
         self._templates.clear()

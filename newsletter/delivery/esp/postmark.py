@@ -41,6 +41,17 @@ from typing import Any, Final
 import httpx
 import orjson
 
+from newsletter.delivery.esp.account import (
+    BOUNCE,
+    COMPLAINT,
+    Account,
+    AccountError,
+    ProviderDns,
+    Webhook,
+    as_dict,
+    as_list,
+    get_json,
+)
 from newsletter.delivery.esp.base import (
     AuthError,
     ESPError,
@@ -64,9 +75,15 @@ from newsletter.delivery.esp.http import (
 )
 from newsletter.render.slots import SLOTS, fill, fill_html, html_values, pieces, translate
 
-__all__ = ["POSTMARK_API", "Mode", "PostmarkAdapter", "mustachio", "template_alias"]
+__all__ = ["DNS", "POSTMARK_API", "Mode", "PostmarkAdapter", "mustachio", "template_alias"]
 
 POSTMARK_API: Final = "https://api.postmarkapp.com"
+#: Postmark's SPF include; its DKIM selector is dated and per sender signature, so it is asked for.
+DNS: Final = ProviderDns(
+    spf_include="spf.mtasv.net",
+    dkim_note="Postmark's DKIM selector is dated (like 20240101000000pm._domainkey): copy it from the "
+    "domain's DNS settings in Postmark into [esp] dkim_selectors",
+)
 #: Postmark's documented limits for one batch call: 500 messages, 50 MB. We keep headroom below the
 #: byte limit for JSON framing and our own estimate of it.
 MAX_MESSAGES: Final = 500
@@ -217,6 +234,31 @@ class PostmarkAdapter:
     def close(self) -> None:
         self._prepared.clear()
         self._client.close()
+
+    def account(self, from_domain: str) -> Account:
+        """``GET /server`` (name, sandbox or live) and ``GET /webhooks`` of our message stream.
+
+        The From domain's DKIM selector and return path are on Postmark's account API, which a
+        server token cannot read: the doctor asks for the selector in config instead."""
+        server = as_dict(get_json(self._client, "/server", "Postmark server"))
+        problems: list[str] = []
+        notes: list[str] = []
+        if server.get("DeliveryType") == "Sandbox":
+            problems.append("the server is a sandbox: Postmark accepts every message and delivers none")
+        webhooks: tuple[Webhook, ...] | None = None
+        try:
+            path = f"/webhooks?MessageStream={self.message_stream}"
+            listing = as_dict(get_json(self._client, path, "Postmark webhooks"))
+            webhooks = tuple(_webhook(as_dict(item)) for item in as_list(listing.get("Webhooks")))
+        except AccountError as exc:
+            notes.append(f"webhooks not listed: {exc}")
+        name, delivery = str(server.get("Name") or "?"), server.get("DeliveryType") or "Live"
+        return Account(
+            summary=f"Postmark server {name!r} ({delivery}), stream {self.message_stream!r}",
+            problems=tuple(problems),
+            notes=tuple(notes),
+            webhooks=webhooks,
+        )
 
     # -- beyond the protocol -------------------------------------------------------------------
 
@@ -551,3 +593,13 @@ class _Spliced:
             out.append(literal)
         out.append(b'"')
         return b"".join(out)
+
+
+def _webhook(item: dict[str, Any]) -> Webhook:
+    """One of ``GET /webhooks``'s entries: its URL and which of its triggers we need are on."""
+    triggers = as_dict(item.get("Triggers"))
+    wanted = {"Bounce": BOUNCE, "SpamComplaint": COMPLAINT}
+    kinds = frozenset(
+        kind for trigger, kind in wanted.items() if as_dict(triggers.get(trigger)).get("Enabled") is True
+    )
+    return Webhook(str(item.get("Url") or ""), kinds)

@@ -9,16 +9,20 @@ provider's own business (Mailgun ``us``/``eu``, SES an AWS region name).
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from newsletter.config import EspSettings
 from newsletter.delivery.esp.base import Adapter
 from newsletter.errors import ConfigError
 
-__all__ = ["AWS_ENV", "TOKEN_ENV", "adapter_factory", "providers", "token_env"]
+if TYPE_CHECKING:  # account.py brings httpx, which the web app must not pay for at start-up
+    from newsletter.delivery.esp.account import ProviderDns
+
+__all__ = ["AWS_ENV", "TOKEN_ENV", "adapter_factory", "provider_dns", "providers", "token_env"]
 
 AdapterFactory = Callable[[], Adapter]
 
@@ -146,3 +150,11 @@ def adapter_factory(esp: EspSettings, environ: Mapping[str, str] | None = None) 
 
 def providers() -> list[str]:
     return list(_BUILDERS)
+
+
+def provider_dns(provider: str) -> ProviderDns:
+    """What ``provider`` needs in DNS, as its adapter module declares (``DNS``)."""
+    if provider not in _BUILDERS:
+        raise ConfigError(f"esp.provider: unknown provider {provider!r}")
+    dns: ProviderDns = importlib.import_module(f"newsletter.delivery.esp.{provider}").DNS
+    return dns

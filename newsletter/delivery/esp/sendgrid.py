@@ -48,6 +48,17 @@ from typing import Any, Final
 import httpx
 import orjson
 
+from newsletter.delivery.esp.account import (
+    BOUNCE,
+    COMPLAINT,
+    Account,
+    AccountError,
+    ProviderDns,
+    Webhook,
+    as_dict,
+    as_list,
+    get_json,
+)
 from newsletter.delivery.esp.base import (
     AuthError,
     Outcome,
@@ -69,10 +80,15 @@ from newsletter.delivery.esp.http import (
 )
 from newsletter.render.slots import html_values, slots_in, translate
 
-__all__ = ["MAX_PERSONALIZATIONS", "SENDGRID_API", "SendGridAdapter", "html_tag", "text_tag"]
+__all__ = ["DNS", "MAX_PERSONALIZATIONS", "SENDGRID_API", "SendGridAdapter", "html_tag", "text_tag"]
 
 SENDGRID_API: Final = "https://api.sendgrid.com"
 PATH: Final = "/v3/mail/send"
+#: An authenticated domain's SPF include and its two DKIM selectors (CNAMEs to SendGrid's keys).
+DNS: Final = ProviderDns(spf_include="sendgrid.net", dkim_selectors=("s1", "s2"))
+#: The scopes ``account`` needs beyond sending to see webhooks and authenticated domains.
+_WEBHOOK_SCOPE: Final = "user.webhooks.event.settings.read"
+_DOMAINS_SCOPE: Final = "whitelabel.read"
 #: SendGrid's documented limit: 1,000 personalizations (and 1,000 recipients) per request.
 MAX_PERSONALIZATIONS: Final = 1000
 #: The tags as :func:`~newsletter.render.slots.translate` patterns (``%`` doubled for ``%``-formatting).
@@ -183,6 +199,54 @@ class SendGridAdapter:
         self._shared.clear()
         self._client.close()
 
+    def account(self, from_domain: str) -> Account:
+        """``GET /v3/scopes``; with the scopes for them, the event webhooks and the From domain's
+        authentication (its DKIM hosts and the return-path subdomain)."""
+        answer = as_dict(get_json(self._client, "/v3/scopes", "SendGrid scopes"))
+        scopes = {str(scope) for scope in as_list(answer.get("scopes"))}
+        problems = []
+        if "mail.send" not in scopes:
+            problems.append("the API key lacks the mail.send scope: every send is refused")
+        notes: list[str] = []
+        webhooks: tuple[Webhook, ...] | None = None
+        if _WEBHOOK_SCOPE in scopes:
+            try:
+                path = "/v3/user/webhooks/event/settings/all"
+                listing = as_dict(get_json(self._client, path, "SendGrid event webhooks"))
+                webhooks = tuple(_webhook(as_dict(item)) for item in as_list(listing.get("webhooks")))
+            except AccountError as exc:
+                notes.append(f"webhooks not listed: {exc}")
+        else:
+            notes.append(f"webhooks not listed: the API key lacks the {_WEBHOOK_SCOPE} scope")
+        dkim_hosts: tuple[str, ...] = ()
+        return_path: str | None = None
+        if _DOMAINS_SCOPE in scopes:
+            try:
+                domains = as_list(get_json(self._client, "/v3/whitelabel/domains", "authenticated domains"))
+            except AccountError as exc:
+                domains = []
+                notes.append(f"authenticated domains not listed: {exc}")
+            ours = [as_dict(d) for d in domains if str(as_dict(d).get("domain", "")).lower() == from_domain]
+            if not ours:
+                problems.append(f"{from_domain} is not an authenticated domain of this account")
+            else:
+                domain = ours[0]
+                if domain.get("valid") is not True:
+                    problems.append(f"SendGrid has not validated the DNS records of {from_domain}")
+                dns = as_dict(domain.get("dns"))
+                hosts = (as_dict(dns.get(key)).get("host") for key in ("dkim1", "dkim2"))
+                dkim_hosts = tuple(str(host) for host in hosts if host)
+                if domain.get("subdomain"):
+                    return_path = f"{domain['subdomain']}.{from_domain}"
+        return Account(
+            summary=f"SendGrid API key with {len(scopes)} scopes",
+            problems=tuple(problems),
+            notes=tuple(notes),
+            webhooks=webhooks,
+            dkim_hosts=dkim_hosts,
+            return_path_domain=return_path,
+        )
+
     def send_batch(self, message: Outgoing, recipients: Sequence[Recipient]) -> list[Result]:
         if not recipients:
             return []
@@ -272,3 +336,11 @@ def _rate_limit_reset(value: str | None) -> float | None:
         return max(0.0, float(value) - time.time())
     except ValueError:
         return parse_retry_after(value)
+
+
+def _webhook(item: dict[str, Any]) -> Webhook:
+    """One event webhook's settings: its URL, whether it is on, and our kinds it sends."""
+    kinds = frozenset(
+        kind for flag, kind in (("bounce", BOUNCE), ("spam_report", COMPLAINT)) if item.get(flag) is True
+    )
+    return Webhook(str(item.get("url") or ""), kinds, enabled=item.get("enabled") is True)

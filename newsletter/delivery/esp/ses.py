@@ -67,6 +67,13 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from newsletter.delivery.esp.account import (
+    Account,
+    AccountError,
+    ProviderDns,
+    as_dict,
+    get_json,
+)
 from newsletter.delivery.esp.base import (
     AuthError,
     ESPError,
@@ -91,6 +98,7 @@ from newsletter.delivery.esp.http import (
 from newsletter.render.slots import SLOTS, html_values, slots_in, translate
 
 __all__ = [
+    "DNS",
     "MAX_DESTINATIONS",
     "SEND_PATH",
     "TEMPLATES_PATH",
@@ -104,6 +112,8 @@ __all__ = [
 #: SES's documented limit for ``SendBulkEmail``: 50 destinations per call.
 MAX_DESTINATIONS: Final = 50
 SEND_PATH: Final = "/v2/email/outbound-bulk-emails"
+#: SES's SPF include (for a custom MAIL FROM domain); its Easy DKIM hosts come from the identity.
+DNS: Final = ProviderDns(spf_include="amazonses.com")
 TEMPLATES_PATH: Final = "/v2/email/templates"
 #: The SigV4 service name SES signs for.
 SERVICE: Final = "ses"
@@ -291,6 +301,7 @@ class SesAdapter:
             **({"security_token": session_token} if session_token else {}),
         )
         self.configuration_set = configuration_set
+        self.region = region
         if client is not None:
             client.auth = auth
         self._client = client or make_client(
@@ -345,6 +356,54 @@ class SesAdapter:
     def close(self) -> None:
         self._prepared.clear()
         self._client.close()
+
+    def account(self, from_domain: str) -> Account:
+        """``GetAccount`` (sending enabled, sandbox, quota and rate) and ``GetEmailIdentity`` of
+        the From domain (verified, its Easy DKIM tokens, its custom MAIL FROM domain)."""
+        account = as_dict(get_json(self._client, "/v2/email/account", "SES GetAccount", describe=_describe))
+        quota = as_dict(account.get("SendQuota"))
+        problems: list[str] = []
+        notes: list[str] = []
+        if account.get("SendingEnabled") is False:
+            problems.append("sending is disabled for this account in this region")
+        if account.get("ProductionAccessEnabled") is False:
+            problems.append("the account is in the SES sandbox: only verified addresses receive mail")
+        status = account.get("EnforcementStatus")
+        if status not in (None, "HEALTHY"):
+            problems.append(f"SES enforcement status is {status}")
+        rate = _number(quota.get("MaxSendRate"))
+        daily, sent = _number(quota.get("Max24HourSend")), _number(quota.get("SentLast24Hours"))
+        remaining = None if daily is None else int(daily - (sent or 0))
+        dkim_hosts: tuple[str, ...] = ()
+        return_path: str | None = None
+        try:
+            path = f"/v2/email/identities/{quote(from_domain, safe='')}"
+            identity = as_dict(get_json(self._client, path, "SES GetEmailIdentity", describe=_describe))
+        except AccountError as exc:
+            problems.append(f"{from_domain} is not a verified SES identity in this region ({exc})")
+        else:
+            if identity.get("VerifiedForSendingStatus") is not True:
+                problems.append(f"SES has not verified {from_domain} for sending")
+            dkim = as_dict(identity.get("DkimAttributes"))
+            if dkim.get("SigningAttributesOrigin", "AWS_SES") == "AWS_SES":
+                tokens = [str(t) for t in dkim.get("Tokens") or () if isinstance(t, str)]
+                dkim_hosts = tuple(f"{token}._domainkey.{from_domain}" for token in tokens)
+            if dkim.get("Status") not in (None, "SUCCESS"):
+                problems.append(f"SES's DKIM status for {from_domain} is {dkim.get('Status')}")
+            mail_from = as_dict(identity.get("MailFromAttributes"))
+            if mail_from.get("MailFromDomain") and mail_from.get("MailFromDomainStatus") == "SUCCESS":
+                return_path = str(mail_from["MailFromDomain"])
+            else:
+                notes.append("no custom MAIL FROM domain: bounces go to amazonses.com, so only DKIM aligns")
+        return Account(
+            summary=f"SES in {self.region}",
+            problems=tuple(problems),
+            notes=tuple(notes),
+            rate_per_second=rate,
+            remaining_today=remaining,
+            dkim_hosts=dkim_hosts,
+            return_path_domain=return_path,
+        )
 
     # -- beyond the protocol -------------------------------------------------------------------
 
@@ -529,3 +588,7 @@ def _describe(response: httpx.Response) -> str:
         return f"{kind}: {text}" if kind and text else kind or text
     return f"HTTP {response.status_code}: {short_body(response)}"
 
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

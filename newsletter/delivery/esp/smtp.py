@@ -36,6 +36,7 @@ import ssl
 from collections.abc import Sequence
 from typing import Final, Literal, cast
 
+from newsletter.delivery.esp.account import Account, AccountError, ProviderDns
 from newsletter.delivery.esp.base import (
     AuthError,
     Outcome,
@@ -47,7 +48,7 @@ from newsletter.delivery.esp.base import (
 )
 from newsletter.delivery.message import MimeTemplate
 
-__all__ = ["SmtpAdapter", "TlsMode"]
+__all__ = ["DNS", "SmtpAdapter", "TlsMode"]
 
 TlsMode = Literal["starttls", "tls", "none"]
 
@@ -58,6 +59,12 @@ _CLOSING: Final = 421
 class _NotSent(Exception):
     """The connection failed before the message content left: safe to send it again."""
 
+
+#: A relay's SPF include and DKIM selectors are its own: ``[doctor] spf_include`` and
+#: ``[esp] dkim_selectors`` name them.
+DNS: Final = ProviderDns(
+    dkim_note="an SMTP relay's DKIM selector is its own: name it in [esp] dkim_selectors"
+)
 
 class _Lost(Exception):
     """The connection failed after the content left: the server may have the message."""
@@ -156,6 +163,22 @@ class SmtpAdapter:
 
     def finish(self, message: Outgoing) -> None:
         """Nothing was made at a provider."""
+
+    def account(self, from_domain: str) -> Account:
+        """Connect, greet, start TLS and log in as a send would, then quit: nothing is sent.
+        A relay says nothing of its DKIM or bounce domain, so those come from config."""
+        try:
+            smtp = self._connection()
+            size = smtp.esmtp_features.get("size", "")
+        except RetryableError as exc:
+            raise AccountError(str(exc)) from exc
+        finally:
+            self.close()
+        security = {"tls": "TLS", "starttls": "STARTTLS", "none": "no TLS"}[self.tls]
+        login = f", logged in as {self.username}" if self.username else ""
+        limit = f", messages up to {int(size) // 1_000_000} MB" if size.isdigit() and int(size) else ""
+        notes = () if self.tls != "none" else ("the relay is reached without TLS: fine on this machine only",)
+        return Account(summary=f"SMTP relay {self.host}:{self.port} ({security}{login}{limit})", notes=notes)
 
     def close(self) -> None:
         self._templates.clear()

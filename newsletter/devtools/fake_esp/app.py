@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from newsletter.devtools.fake_esp.account import FakeAccount
 from newsletter.devtools.fake_esp.asgi import ASGIApp, Receive, Scope, Send, json_body
 from newsletter.devtools.fake_esp.faults import MAX_BATCH, Faults, FaultScript
 from newsletter.devtools.fake_esp.mailgun import MailgunAPI
@@ -75,8 +76,11 @@ class FakeESP:
         faults: Faults | None = None,
         record: Path | None = None,
         record_bodies: RecordBodies = "text",
+        account: FakeAccount | None = None,
     ) -> None:
         self.token = token
+        #: What the providers' read-only account calls answer (``newsletter doctor``).
+        self.account = account or FakeAccount()
         self.script = FaultScript(faults)
         self.recorder = Recorder(record, record_bodies) if record else None
         self.stats: Counter[str] = Counter()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from email.utils import getaddresses
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl
 
@@ -38,6 +39,8 @@ __all__ = ["MAX_RECIPIENTS", "PATH", "MailgunAPI"]
 
 #: The sending endpoint; its group is the domain.
 PATH: Final = re.compile(r"/v3/([^/]+)/messages")
+#: The read-only account calls: a domain, and its webhooks.
+DOMAIN_PATH: Final = re.compile(r"/v3/domains/([^/]+)(/webhooks)?")
 #: Mailgun's limit of recipients per request (batch sending).
 MAX_RECIPIENTS: Final = 1000
 
@@ -68,6 +71,9 @@ class MailgunAPI:
         self.esp = esp
 
     def route(self, path: str) -> ASGIApp | None:
+        account = DOMAIN_PATH.fullmatch(path)
+        if account is not None:
+            return partial(self._account, name=account.group(1), webhooks=bool(account.group(2)))
         match = PATH.fullmatch(path)
         if match is None:
             return None
@@ -80,6 +86,43 @@ class MailgunAPI:
 
     def gauges(self) -> dict[str, int]:
         return {}
+
+    async def _account(
+        self, scope: Scope, receive: Receive, send: Send, *, name: str, webhooks: bool
+    ) -> None:
+        """``GET /v3/domains/{name}`` (state and sending DNS records) and ``…/webhooks``."""
+        esp, account = self.esp, self.esp.account
+        esp.count("requests")
+        await drain(receive)
+        if not esp.authorised(basic_password(scope["headers"], "api")):
+            esp.count("fault_401")
+            await respond(send, 401, b"Forbidden", content_type="text/plain; charset=utf-8")
+            return
+        if scope["method"] != "GET":
+            await respond(send, 405, _message("Method Not Allowed"), {"Allow": "GET"})
+            return
+        if name != account.mailgun_domain:
+            await respond(send, 404, _message("Domain not found"))
+            return
+        if webhooks:
+            hooks = {}
+            for event, kind in (("permanent_fail", "bounce"), ("complained", "complaint")):
+                if account.has(kind):
+                    hooks[event] = {"urls": [account.webhook_url]}
+            await respond(send, 200, orjson.dumps({"webhooks": hooks}))
+            return
+        valid = "valid" if account.verified else "unverified"
+        records = [
+            {"record_type": "TXT", "name": name, "value": "v=spf1 include:mailgun.org ~all", "valid": valid},
+            *(
+                {"record_type": "TXT", "name": f"{s}._domainkey.{name}", "value": "p=MIG", "valid": valid}
+                for s in account.dkim_selectors
+            ),
+            {"record_type": "CNAME", "name": f"email.{name}", "value": "mailgun.org", "valid": valid},
+        ]
+        state = "active" if account.verified and not account.sandbox else "unverified"
+        domain = {"name": name, "state": state, "type": "custom", "spam_action": "disabled"}
+        await respond(send, 200, orjson.dumps({"domain": domain, "sending_dns_records": records}))
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, domain: str) -> None:
         esp = self.esp

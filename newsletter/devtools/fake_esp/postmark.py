@@ -200,6 +200,8 @@ class PostmarkAPI:
                 Route("/templates", self._list_templates, methods=["GET"]),
                 Route("/templates", self._create_template, methods=["POST"]),
                 Route("/templates/{ref}", self._template, methods=["GET", "PUT", "DELETE"]),
+                Route("/server", self._server, methods=["GET"]),
+                Route("/webhooks", self._webhooks, methods=["GET"]),
             ]
         )
 
@@ -294,6 +296,31 @@ class PostmarkAPI:
             template.compile()
         self.esp.count("templates_updated")
         return JSONResponse(template.summary())
+
+    # -- the account (read-only) --------------------------------------------------------------
+
+    async def _server(self, request: Request) -> Response:
+        """``GET /server``: the server the token belongs to."""
+        account = self.esp.account
+        delivery = "Sandbox" if account.sandbox else "Live"
+        return JSONResponse({"ID": 1, "Name": "Fake server", "DeliveryType": delivery})
+
+    async def _webhooks(self, request: Request) -> Response:
+        """``GET /webhooks?MessageStream=``: the registered webhook with its triggers."""
+        account = self.esp.account
+        stream = request.query_params.get("MessageStream", "outbound")
+        hooks = []
+        if account.webhook_url:
+            triggers = {
+                "Open": {"Enabled": False},
+                "Click": {"Enabled": False},
+                "Delivery": {"Enabled": True},
+                "Bounce": {"Enabled": account.has("bounce"), "IncludeContent": False},
+                "SpamComplaint": {"Enabled": account.has("complaint"), "IncludeContent": False},
+                "SubscriptionChange": {"Enabled": True},
+            }
+            hooks.append({"ID": 1, "Url": account.webhook_url, "MessageStream": stream, "Triggers": triggers})
+        return JSONResponse({"Webhooks": hooks})
 
     # -- sending -----------------------------------------------------------------------------
 

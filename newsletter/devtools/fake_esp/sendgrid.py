@@ -23,11 +23,18 @@ from newsletter.devtools.fake_esp.faults import FaultAnswers, retry_after, send_
 from newsletter.devtools.fake_esp.record import Substituted
 
 if TYPE_CHECKING:
+    from newsletter.devtools.fake_esp.account import FakeAccount
     from newsletter.devtools.fake_esp.app import FakeESP
 
 __all__ = ["MAX_PERSONALIZATIONS", "PATH", "SendGridAPI"]
 
 PATH: Final = "/v3/mail/send"
+#: The read-only account calls, each with the scope an API key needs for it.
+_ACCOUNT_PATHS: Final = {
+    "/v3/scopes": "",
+    "/v3/user/webhooks/event/settings/all": "user.webhooks.event.settings.read",
+    "/v3/whitelabel/domains": "whitelabel.read",
+}
 #: SendGrid's limit of personalizations per request.
 MAX_PERSONALIZATIONS: Final = 1000
 
@@ -60,7 +67,48 @@ class SendGridAPI:
         self.esp = esp
 
     def route(self, path: str) -> ASGIApp | None:
+        if path in _ACCOUNT_PATHS:
+            return self._account
         return self._handle if path == PATH else None
+
+    async def _account(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The read-only calls: ``GET /v3/scopes``, the event webhooks, the authenticated domains."""
+        esp, account = self.esp, self.esp.account
+        esp.count("requests")
+        await drain(receive)
+        if not esp.authorised(bearer(scope["headers"])):
+            esp.count("fault_401")
+            await respond(send, 401, _error(_UNAUTHORIZED))
+            return
+        path = scope["path"]
+        if scope["method"] != "GET":
+            await respond(send, 405, _error("method not allowed"), {"Allow": "GET"})
+            return
+        needed = _ACCOUNT_PATHS[path]
+        if needed and needed not in account.scopes:
+            await respond(send, 403, _error("access forbidden"))
+            return
+        if path == "/v3/scopes":
+            answer: Any = {"scopes": list(account.scopes)}
+        elif path == "/v3/whitelabel/domains":
+            answer = [_domain(account)]
+        else:
+            hooks = []
+            if account.webhook_url:
+                hooks.append(
+                    {
+                        "id": "77d4a5da-7015-11ed-a1eb-0242ac120002",
+                        "url": account.webhook_url,
+                        "enabled": True,
+                        "bounce": account.has("bounce"),
+                        "spam_report": account.has("complaint"),
+                        "delivered": True,
+                        "dropped": True,
+                        "signed": True,
+                    }
+                )
+            answer = {"max_allowed": 10, "webhooks": hooks}
+        await respond(send, 200, orjson.dumps(answer))
 
     def gauges(self) -> dict[str, int]:
         return {}
@@ -241,3 +289,26 @@ def _problems(data: Any) -> list[dict[str, Any]]:
         if not _strings(data.get(name)):
             _problem(problems, f"The {name} values must be strings.", name)
     return problems
+
+
+def _domain(account: FakeAccount) -> dict[str, Any]:
+    """The From domain as ``GET /v3/whitelabel/domains`` lists an authenticated domain."""
+    selectors = list(account.dkim_selectors)[:2]
+    dns: dict[str, Any] = {
+        "mail_cname": {"valid": account.verified, "type": "cname", "host": f"em1.{account.domain}"},
+    }
+    for number, selector in enumerate(selectors, start=1):
+        dns[f"dkim{number}"] = {
+            "valid": account.verified,
+            "type": "cname",
+            "host": f"{selector}._domainkey.{account.domain}",
+            "data": f"{selector}.domainkey.u1.wl.sendgrid.net",
+        }
+    return {
+        "id": 1,
+        "domain": account.domain,
+        "subdomain": account.return_path or "em1",
+        "valid": account.verified,
+        "automatic_security": True,
+        "dns": dns,
+    }

@@ -49,6 +49,9 @@ SEND_PATH: Final = "/v2/email/outbound-bulk-emails"
 #: SES's limit of destinations per SendBulkEmail call.
 MAX_ENTRIES: Final = 50
 #: The templates' endpoints; the group is the template's name.
+#: The read-only account calls: ``GetAccount`` and ``GetEmailIdentity``.
+ACCOUNT_PATH: Final = "/v2/email/account"
+IDENTITY_PATH: Final = re.compile(r"/v2/email/identities/([^/]+)")
 TEMPLATES_PATH: Final = re.compile(r"/v2/email/templates(?:/([^/]*))?")
 
 
@@ -226,6 +229,8 @@ class SesAPI:
     def route(self, path: str) -> ASGIApp | None:
         if path == SEND_PATH:
             return self._send
+        if path == ACCOUNT_PATH or IDENTITY_PATH.fullmatch(path):
+            return self._account
         match = TEMPLATES_PATH.fullmatch(path)
         if match is None:
             return None
@@ -248,6 +253,51 @@ class SesAPI:
         await drain(receive)
         await respond(send, *_error(403, *problem))
         return True
+
+    async def _account(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GetAccount`` (quota, sandbox) and ``GetEmailIdentity`` of the account's domain."""
+        esp, account = self.esp, self.esp.account
+        esp.count("requests")
+        if await self._refused(scope, receive, send):
+            return
+        await drain(receive)
+        if scope["method"] != "GET":
+            await respond(send, *_NOT_ALLOWED)
+            return
+        identity = IDENTITY_PATH.fullmatch(scope["path"])
+        if identity is None:
+            answer: dict[str, Any] = {
+                "EnforcementStatus": "HEALTHY",
+                "ProductionAccessEnabled": not account.sandbox,
+                "SendingEnabled": True,
+                "SendQuota": {
+                    "Max24HourSend": account.max_24_hour_send,
+                    "MaxSendRate": account.max_send_rate,
+                    "SentLast24Hours": account.sent_last_24_hours,
+                },
+            }
+        elif identity.group(1) != account.domain:
+            missing = f"Email identity {identity.group(1)} does not exist."
+            await respond(send, *_error(404, "NotFoundException", missing))
+            return
+        else:
+            mail_from = f"{account.return_path}.{account.domain}" if account.return_path else ""
+            answer = {
+                "IdentityType": "DOMAIN",
+                "VerifiedForSendingStatus": account.verified,
+                "DkimAttributes": {
+                    "SigningEnabled": True,
+                    "Status": "SUCCESS" if account.verified else "PENDING",
+                    "Tokens": list(account.dkim_selectors),
+                    "SigningAttributesOrigin": "AWS_SES",
+                },
+                "MailFromAttributes": {
+                    "MailFromDomain": mail_from,
+                    "MailFromDomainStatus": "SUCCESS" if mail_from else "FAILED",
+                    "BehaviorOnMxFailure": "USE_DEFAULT_VALUE",
+                },
+            }
+        await respond(send, 200, orjson.dumps(answer))
 
     async def _templates(self, scope: Scope, receive: Receive, send: Send, name: str | None) -> None:
         """SES's ``CreateEmailTemplate`` (POST), and ``Get``/``Update``/``DeleteEmailTemplate``
