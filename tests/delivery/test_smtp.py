@@ -272,3 +272,18 @@ def test_dot_stuffing() -> None:
 def test_unknown_tls_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="tls"):
         SmtpAdapter("127.0.0.1", 25, tls="ssl")
+
+
+def test_the_doctor_s_account_call_logs_in_sends_nothing_and_quits(auth_server: Server) -> None:
+    account = auth_server.adapter(username="news", password="s3cret").account("example.org")
+    assert account.summary.startswith("SMTP relay 127.0.0.1:") and "logged in as news" in account.summary
+    assert auth_server.handler.envelopes == []
+    with pytest.raises(AuthError, match="535"):
+        auth_server.adapter(username="news", password="wrong").account("example.org")
+
+
+def test_the_doctor_s_account_call_without_a_server_is_an_account_error() -> None:
+    from newsletter.delivery.esp.account import AccountError
+
+    with pytest.raises(AccountError, match="cannot connect"):
+        SmtpAdapter("127.0.0.1", _free_port(), tls="none", timeout=2).account("example.org")
