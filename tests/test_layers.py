@@ -20,10 +20,12 @@ FORBIDDEN = {
         "checks", "render", "store", "delivery", "events", "schedule", "report", "web", "cli", "doctor"
     ),
     "checks": ("render", "store", "delivery", "events", "schedule", "report", "web", "cli", "doctor"),
-    "render": ("store", "delivery", "events", "schedule", "report", "web", "cli"),
-    "store": ("delivery", "events", "schedule", "report", "web", "cli"),
-    "delivery/esp": ("checks", "store", "events", "schedule", "report", "web", "cli"),
-    "events": ("delivery", "schedule", "report", "web", "cli"),
+    "render": ("store", "delivery", "events", "schedule", "report", "web", "cli", "doctor"),
+    "store": ("delivery", "events", "schedule", "report", "web", "cli", "doctor"),
+    "delivery/esp": ("checks", "store", "events", "schedule", "report", "web", "cli", "doctor"),
+    "events": ("delivery", "schedule", "report", "web", "cli", "doctor"),
+    # the doctor reads every stage; only the CLI (and nothing of the data path) reads the doctor
+    "doctor": ("cli", "web"),
 }
 #: Exceptions, each a data type only: the store keeps every stage's rows, events included, and
 #: takes a provider's event in the neutral form the webhook modules parse it into.
