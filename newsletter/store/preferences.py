@@ -29,7 +29,7 @@ from newsletter.store.events import record_events
 from newsletter.store.models import LEFT_STATUSES, EventKind, Subscriber, SubscriberStatus, utcnow
 from newsletter.store.subscribers import SubscriberRepository
 
-__all__ = ["LEAVING_REASONS", "LinkHolder", "forget", "holder", "leave", "resubscribe", "save"]
+__all__ = ["LEAVING_REASONS", "LinkHolder", "forget", "holder", "leave", "leave_many", "resubscribe", "save"]
 
 #: The provider name of events that came through the subscriber's own link.
 PROVIDER = "web"
@@ -125,6 +125,48 @@ def leave(
         )
         record_events(conn, [event], soft_bounce_limit=soft_bounce_limit)
         return True
+
+
+def leave_many(
+    engine: Engine,
+    clicks: Sequence[tuple[int | None, int]],
+    *,
+    source: str,
+    soft_bounce_limit: int = 3,
+) -> set[int]:
+    """:func:`leave` for many ``(send_id, subscriber_id)`` at once, in one transaction: the web
+    app's one-click unsubscribes arriving together are written together (one commit, a few
+    statements), which is what lets the endpoint keep up with a mailbox provider's robots.
+
+    The same rules as :func:`leave`: whoever has left already (or never was) is skipped, a
+    subscriber clicked twice in the batch leaves once. Returns the ids this call unsubscribed."""
+    now = utcnow()
+    wanted: dict[int, int | None] = {}
+    for send_id, subscriber_id in clicks:
+        if subscriber_id > 0:
+            wanted.setdefault(subscriber_id, send_id)
+    if not wanted:
+        return set()
+    with writing(engine).begin() as conn:
+        rows = conn.execute(
+            select(Subscriber.id, Subscriber.email, Subscriber.status).where(Subscriber.id.in_(list(wanted)))
+        ).all()
+        events = [
+            ProviderEvent(
+                provider=PROVIDER,
+                event_id=f"{source}:{wanted[row.id] or 0}.{row.id}:{now.isoformat()}",
+                kind=EventKind.UNSUBSCRIBED,
+                occurred_at=now,
+                send_id=wanted[row.id] or None,
+                email=row.email,
+                detail={"source": source},
+            )
+            for row in rows
+            if row.status not in LEFT_STATUSES
+        ]
+        if events:
+            record_events(conn, events, soft_bounce_limit=soft_bounce_limit)
+        return {row.id for row in rows if row.status not in LEFT_STATUSES}
 
 
 def resubscribe(engine: Engine, subscriber_id: int, *, window: dt.timedelta, ip: str | None) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine
@@ -35,6 +36,7 @@ from newsletter.render.archive import stylesheet
 from newsletter.render.templates import environment
 from newsletter.store import preferences
 from newsletter.store.preferences import LEAVING_REASONS, LinkHolder
+from newsletter.web.batching import ClickWriter
 from newsletter.web.security import BadForm, FormGuard, TooLarge, client_ip, read_form
 
 __all__ = ["mask", "unsubscribe_routes"]
@@ -62,6 +64,8 @@ def unsubscribe_routes(settings: Settings, engine: Engine) -> list[BaseRoute]:
     web = settings.web
     window = dt.timedelta(days=web.resubscribe_days)
     offered = [topic.tag for topic in web.topics]
+    limit = settings.webhooks.soft_bounce_limit
+    clicks = ClickWriter(partial(preferences.leave_many, engine, source="one-click", soft_bounce_limit=limit))
 
     def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
         html = (
@@ -116,10 +120,7 @@ def unsubscribe_routes(settings: Settings, engine: Engine) -> list[BaseRoute]:
             return PlainTextResponse("Not a valid unsubscribe request.\n", status_code=400, headers=PERSONAL)
         send_id, subscriber_id = ids
         if subscriber_id != 0:  # 0 is the doctor's probe: a valid link of nobody
-            await run_in_threadpool(
-                preferences.leave, engine, subscriber_id, send_id=send_id, source="one-click",
-                soft_bounce_limit=settings.webhooks.soft_bounce_limit,
-            )  # fmt: skip
+            await clicks.leave(send_id, subscriber_id)
         return PlainTextResponse("Unsubscribed.\n", headers=PERSONAL)
 
     async def show(request: Request) -> Response:
