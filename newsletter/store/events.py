@@ -13,27 +13,29 @@ What applying means:
 - unsubscribe through the provider: ``unsubscribed`` and suppressed;
 - delivered, opened, clicked, other: stored only.
 
-Leaving and suppressing go through :class:`~newsletter.store.subscribers.SubscriberRepository`,
-which owns the rule that nothing but new consent undoes them. Deliveries keep their state
-(``accepted``): a bounce is a fact about the address after the provider took the message, and lives
-here, in ``events``, joined by ``delivery_id``. A suppression written here mid-send is honoured by
-the send's remaining batches: every claim checks ``suppressions``.
+Leaving and suppressing go through :func:`~newsletter.store.subscribers.leave_all`, which owns
+the rule that nothing but new consent undoes them, for all of a request's events at once.
+Deliveries keep their state (``accepted``): a bounce is a fact about the address after the
+provider took the message, and lives here, in ``events``, joined by ``delivery_id``. A
+suppression written here mid-send is honoured by the send's remaining batches: every claim
+checks ``suppressions``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
 from newsletter.events.model import ProviderEvent
 from newsletter.store.addresses import InvalidAddress, normalize
-from newsletter.store.models import Event, EventKind, SubscriberStatus, SuppressionReason, utcnow
+from newsletter.store.models import Event, EventKind, SubscriberStatus, utcnow
 from newsletter.store.nonces import Nonce, claim
 from newsletter.store.privacy import address_hash
-from newsletter.store.subscribers import NotFound, SubscriberRepository
+from newsletter.store.subscribers import LEAVE_CHUNK, leave_all
 
 __all__ = ["DEFAULT_SOFT_BOUNCE_LIMIT", "record_events"]
 
@@ -69,6 +71,7 @@ def record_events(
     unique = list({(e.provider, e.event_id): e for e in events}.values())
     if not unique:
         return 0
+    addresses = [_address(e.email) for e in unique]
     rows = [
         {
             "provider": e.provider,
@@ -76,12 +79,12 @@ def record_events(
             "kind": e.kind,
             "delivery_id": e.delivery_id,
             "send_id": e.send_id,
-            "address_hash": _hash(e.email),
+            "address_hash": address.hash if address else None,
             "occurred_at": e.occurred_at,
             "received_at": now,
             "detail": e.detail,
         }
-        for e in unique
+        for e, address in zip(unique, addresses, strict=True)
     ]
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     written: set[tuple[str, str]] = set()
@@ -93,50 +96,74 @@ def record_events(
             .returning(Event.provider, Event.provider_event_id)
         )
         written.update((provider, event_id) for provider, event_id in conn.execute(statement))
-    new = [e for e in unique if (e.provider, e.event_id) in written]
-    _apply(conn, new, soft_bounce_limit)
+    new = [
+        (e, address)
+        for e, address in zip(unique, addresses, strict=True)
+        if (e.provider, e.event_id) in written
+    ]
+    _apply(conn, new, soft_bounce_limit, now)
     return len(new)
 
 
-def _apply(conn: Connection, events: Sequence[ProviderEvent], limit: int) -> None:
-    """Suppress or unsubscribe for the events that call for it (their rows are already written)."""
-    acting = [e for e in events if e.email and _hash(e.email)]
+def _apply(
+    conn: Connection,
+    events: Sequence[tuple[ProviderEvent, _Address | None]],
+    limit: int,
+    now: dt.datetime,
+) -> None:
+    """Suppress or unsubscribe for the events that call for it (their rows are already written).
+
+    All of a request's events at once: the soft-bounce counts in one grouped query, the leaving in
+    one :func:`~newsletter.store.subscribers.leave_all`. Within the request the first event that
+    makes an address leave gives the reason, as if they had come one by one.
+    """
+    acting = [
+        (e, address)
+        for e, address in events
+        if address is not None and (e.kind in _LEAVES or e.kind is EventKind.BOUNCED_SOFT)
+    ]
     if not acting:
         return
-    # A session on the caller's connection joins its transaction and never commits it.
-    with Session(bind=conn) as session:
-        repo = SubscriberRepository(session)
-        for event in acting:
-            assert event.email is not None
-            if event.kind in _LEAVES:
-                _leave(repo, event.email, _LEAVES[event.kind])
-            elif event.kind is EventKind.BOUNCED_SOFT and _soft_bounces(conn, event.email) >= limit:
-                _leave(repo, event.email, SubscriberStatus.BOUNCED)
-        session.flush()
+    soft = {address.hash for e, address in acting if e.kind is EventKind.BOUNCED_SOFT}
+    over_limit = _soft_bounced(conn, sorted(soft), limit) if soft else set()
+    leaving: dict[str, tuple[str, SubscriberStatus]] = {}
+    for event, address in acting:
+        status = _LEAVES.get(event.kind)
+        if status is None and address.hash in over_limit:
+            status = SubscriberStatus.BOUNCED
+        if status is not None:
+            leaving.setdefault(address.normalized, (address.hash, status))
+    leave_all(conn, leaving, now=now)
 
 
-def _leave(repo: SubscriberRepository, email: str, status: SubscriberStatus) -> None:
-    """The subscriber leaves; an address no longer (or never) on the list is suppressed anyway."""
-    try:
-        repo.leave(email, status)
-    except NotFound:
-        repo.suppress(email, SuppressionReason(status.value))
+def _soft_bounced(conn: Connection, hashes: Sequence[str], limit: int) -> set[str]:
+    """The addresses among ``hashes`` with at least ``limit`` soft bounces on record."""
+    over: set[str] = set()
+    for start in range(0, len(hashes), LEAVE_CHUNK):
+        query = (
+            select(Event.address_hash)
+            .where(
+                Event.address_hash.in_(hashes[start : start + LEAVE_CHUNK]),
+                Event.kind == EventKind.BOUNCED_SOFT,
+            )
+            .group_by(Event.address_hash)
+            .having(func.count() >= limit)
+        )
+        over.update(h for h in conn.execute(query).scalars() if h is not None)
+    return over
 
 
-def _soft_bounces(conn: Connection, email: str) -> int:
-    query = (
-        select(func.count())
-        .select_from(Event)
-        .where(Event.address_hash == _hash(email), Event.kind == EventKind.BOUNCED_SOFT)
-    )
-    return int(conn.execute(query).scalar_one())
+class _Address(NamedTuple):
+    normalized: str
+    hash: str
 
 
-def _hash(email: str | None) -> str | None:
-    """The suppression key of a reported address; None for one we could never have mailed."""
+def _address(email: str | None) -> _Address | None:
+    """The identity and suppression key of a reported address; None for one we could never have mailed."""
     if not email:
         return None
     try:
-        return address_hash(normalize(email).normalized)
+        normalized = normalize(email).normalized
     except InvalidAddress:
         return None
+    return _Address(normalized, address_hash(normalized))

@@ -8,17 +8,19 @@ suppression hash, which is what survives ``forget``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, delete, func, literal, select, text, update
+from sqlalchemy import ColumnElement, Connection, Select, case, delete, func, literal, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.errors import NewsletterError
 from newsletter.store.addresses import normalize
+from newsletter.store.bulk import bulk_for
 from newsletter.store.importer import escape_cell
 from newsletter.store.models import (
     LEFT_STATUSES,
@@ -43,9 +45,12 @@ __all__ = [
     "SubscriberRepository",
     "Suppressed",
     "audience",
+    "leave_all",
 ]
 
 TAG_SEPARATOR = ";"
+#: Addresses per ``IN (...)`` list in :func:`leave_all` (SQLite binds at most 32,766 per statement).
+LEAVE_CHUNK = 500
 #: What ``forget`` leaves of a delivery error that named the address.
 ERASED = "(erased: it named a forgotten address)"
 EXPORT_COLUMNS = ("email", "name", "status", "tags")
@@ -95,6 +100,57 @@ def audience(segment: str | None = None) -> Select[Any]:
     if segment:
         where = where & compile_segment(segment)
     return select(Subscriber.id).where(where)
+
+
+def leave_all(
+    conn: Connection,
+    leaving: Mapping[str, tuple[str, SubscriberStatus]],
+    *,
+    now: dt.datetime | None = None,
+) -> None:
+    """Every address in ``leaving`` (normalised address -> (its hash, how it leaves)) leaves the list.
+
+    The one rule of leaving, for one address or thousands: a subscriber who has not left takes the
+    new status and the time; one who already left keeps the first reason (a bounce never rewrites
+    an unsubscribe, and nothing but new consent undoes either); and the address is suppressed with
+    the reason the subscriber now has, or, for an address with no row (forgotten, never on the list,
+    a test send), with the given one. An address already suppressed keeps its suppression.
+
+    Set-based, for the webhooks that carry a thousand events and the one-click clicks written
+    together: per status, one ``UPDATE ... WHERE email_normalized IN (...)`` and one read-back per
+    :data:`LEAVE_CHUNK` addresses, then one insert of all the suppressions.
+    """
+    if not leaving:
+        return
+    now = utcnow() if now is None else now
+    by_status: dict[SubscriberStatus, list[str]] = {}
+    for normalized, (_, status) in leaving.items():
+        if status not in LEFT_STATUSES:
+            raise NewsletterError(f"{status} is not a way of leaving")
+        by_status.setdefault(status, []).append(normalized)
+    for status, addresses in by_status.items():
+        for start in range(0, len(addresses), LEAVE_CHUNK):
+            conn.execute(
+                update(Subscriber)
+                .where(
+                    Subscriber.email_normalized.in_(addresses[start : start + LEAVE_CHUNK]),
+                    Subscriber.status.not_in(LEFT_STATUSES),
+                )
+                .values(status=status, unsubscribed_at=now)
+            )
+    addresses = list(leaving)
+    now_left: dict[str, str] = {}
+    for start in range(0, len(addresses), LEAVE_CHUNK):
+        rows = conn.execute(
+            select(Subscriber.email_normalized, Subscriber.status).where(
+                Subscriber.email_normalized.in_(addresses[start : start + LEAVE_CHUNK])
+            )
+        )
+        now_left.update((normalized, str(status)) for normalized, status in rows)
+    bulk_for(conn).suppress(
+        [(digest, now_left.get(normalized, str(status))) for normalized, (digest, status) in leaving.items()],
+        now=now,
+    )
 
 
 class SubscriberRepository:
@@ -205,16 +261,13 @@ class SubscriberRepository:
         """Mark the subscriber as having left with ``status`` (unsubscribed, bounced, complained)
         and record the suppression. Idempotent: a subscriber who already left keeps the first
         reason, so a later bounce never rewrites an unsubscribe."""
-        if status not in LEFT_STATUSES:
-            raise NewsletterError(f"{status} is not a way of leaving")
         subscriber = self.get_by_email(email)
         if subscriber is None:
             raise NotFound(f"{email.strip()} is not a subscriber")
-        if subscriber.status not in LEFT_STATUSES:
-            subscriber.status = status
-            subscriber.unsubscribed_at = utcnow()
-        self._suppress(subscriber.email_normalized, SuppressionReason(subscriber.status.value))
         self.session.flush()
+        normalized = subscriber.email_normalized
+        leave_all(self.session.connection(), {normalized: (address_hash(normalized), status)})
+        self.session.refresh(subscriber, ["status", "unsubscribed_at"])
         return subscriber
 
     def suppress(self, email: str, reason: SuppressionReason) -> Suppression:
