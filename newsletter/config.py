@@ -340,6 +340,10 @@ class Topic(_Section):
     label: str = Field(min_length=1, max_length=200)
 
 
+#: ``[web] limit_storage`` naming the service's own database (``store/ratelimits.py``).
+DATABASE_LIMITS = "database"
+
+
 class WebSettings(_Section):
     """What ``newsletter serve`` offers subscribers: their personal page and its limits."""
 
@@ -364,8 +368,9 @@ class WebSettings(_Section):
     limit_per_address: str = "1 per 10 minutes; 3 per day"
     limit_per_domain: str = "50 per hour; 500 per day"
     limit_per_ip: str = "10 per hour; 50 per day"
-    #: Where the counters live: ``memory://`` (one process) or any ``limits`` storage URI.
-    limit_storage: str = "memory://"
+    #: Where the counters live: ``database`` (the service's, shared by every ``serve`` process on
+    #: it), ``memory://`` (this process only, lost at restart) or any ``limits`` storage URI.
+    limit_storage: str = DATABASE_LIMITS
     #: Proof of work (ALTCHA): PBKDF2 iterations per attempt, and seconds a challenge is good for.
     altcha_cost: int = Field(default=5000, ge=1, le=1_000_000)
     altcha_expires: int = Field(default=600, ge=30, le=12 * 3600)  # a claimed one is kept a day

@@ -399,6 +399,21 @@ class WebhookNonce(Base):
     __table_args__ = (Index("ix_webhook_nonces_seen_at", "seen_at"),)
 
 
+class RateLimitHit(Base):
+    """One fixed window's count of one rate-limited key (``newsletter.store.ratelimits``), shared by
+    every ``serve`` process on the database. The key is a hash: no address is stored in the clear."""
+
+    __tablename__ = "rate_limits"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # Unix seconds
+    hits: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[int] = mapped_column(BigInteger)  # Unix seconds
+
+    # Pruning deletes by age.
+    __table_args__ = (Index("ix_rate_limits_expires_at", "expires_at"),)
+
+
 class ScheduleRule(Base):
     """A standing weekly send: on ``weekday`` at ``send_time`` in ``timezone``, send that day's issue
     file to ``segment``. One rule per audience.

@@ -38,12 +38,13 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from newsletter.config import Settings
+from newsletter.config import DATABASE_LIMITS, Settings
 from newsletter.delivery.notes import send_transactional
 from newsletter.delivery.runner import secret_key
 from newsletter.delivery.tokens import BadToken, ExpiredToken, TokenSigner
 from newsletter.errors import BadInput
 from newsletter.render.templates import environment, templates_dir
+from newsletter.store import ratelimits
 from newsletter.store.addresses import normalize
 from newsletter.store.db import session_scope, writing
 from newsletter.store.nonces import Nonce, Replayed, claim
@@ -98,28 +99,34 @@ def altcha_key(environ: Mapping[str, str], fallback_secret: str) -> str:
 
 @dataclass
 class Limits:
-    """``[web] limit_*`` over one ``limits`` storage: a moving window per key."""
+    """``[web] limit_*`` over one storage: the service's database (``"database"``, shared by every
+    ``serve`` process: ``store/ratelimits.py``), or a ``limits`` storage URI with a moving window
+    per key (``memory://``: this process only)."""
 
     per_address: list[Any]
     per_domain: list[Any]
     per_ip: list[Any]
     limiter: Any = field(repr=False)
+    engine: Engine | None = field(default=None, repr=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
+    def from_settings(cls, settings: Settings, engine: Engine) -> Limits:
         from limits import parse_many, storage, strategies
 
         web = settings.web
+        address, domain, ip = (parse_many(web.limit_per_address), parse_many(web.limit_per_domain),
+                               parse_many(web.limit_per_ip))
+        if web.limit_storage == DATABASE_LIMITS:
+            return cls(address, domain, ip, limiter=None, engine=engine)
         backend = storage.storage_from_string(web.limit_storage)
-        return cls(
-            parse_many(web.limit_per_address),
-            parse_many(web.limit_per_domain),
-            parse_many(web.limit_per_ip),
-            strategies.MovingWindowRateLimiter(backend),
-        )
+        return cls(address, domain, ip, limiter=strategies.MovingWindowRateLimiter(backend))
 
     def allow(self, scope: str, items: list[Any], key: str) -> bool:
-        """Count one request for ``key`` against every limit in ``items``; False if one is full."""
+        """Count one request for ``key`` against every limit in ``items``; False if one is full.
+        Blocks on the database: call it from a worker thread."""
+        if self.engine is not None:
+            windows = [ratelimits.Window(item.amount, item.get_expiry(), str(item)) for item in items]
+            return ratelimits.allow(self.engine, scope, key, windows)
         if not all(self.limiter.test(item, scope, key) for item in items):
             return False
         for item in items:
@@ -148,7 +155,7 @@ class SignupSite:
         self.engine = engine
         self.signer = TokenSigner(secret)
         self.hmac_key = altcha_key(env, secret)
-        self.limits = Limits.from_settings(settings)
+        self.limits = Limits.from_settings(settings, engine)
         self.templates = environment()
         self.topics = {topic.tag: topic.label for topic in settings.web.topics}
 
@@ -315,7 +322,7 @@ def signup_routes(
         except FormError as exc:
             return site.page(template, exc.status, error=str(exc), values={})
         ip = client_ip(request, settings.web.trusted_proxies) or "unknown"
-        if not site.limits.allow("ip", site.limits.per_ip, ip):
+        if not await run_in_threadpool(site.limits.allow, "ip", site.limits.per_ip, ip):
             busy = "too many requests from your network: try again later"
             return site.page(template, 429, error=busy, values={})
         if form.honeypot:
@@ -335,7 +342,7 @@ def signup_routes(
         if isinstance(form, Response):
             return form
         answer = site.page("check_inbox.html.j2")
-        if not form.honeypot and site.mail_allowed(normalize(form.email).normalized):
+        if not form.honeypot and await run_in_threadpool(site.mail_allowed, normalize(form.email).normalized):
             form_url = request.headers.get("referer") or f"{settings.newsletter.base_url}/subscribe"
             answer.background = BackgroundTask(run_in_threadpool, site.subscribe, form, form_url)
         return answer
@@ -348,7 +355,7 @@ def signup_routes(
         if isinstance(form, Response):
             return form
         answer = site.page("check_inbox.html.j2", manage=True)
-        if not form.honeypot and site.mail_allowed(normalize(form.email).normalized):
+        if not form.honeypot and await run_in_threadpool(site.mail_allowed, normalize(form.email).normalized):
             answer.background = BackgroundTask(run_in_threadpool, site.manage, form.email)
         return answer
 
