@@ -230,8 +230,8 @@ def _ses() -> Provider:
         name="ses",
         make=make,
         scripted=_ses_scripted,
-        limit=50,
-        over_limit_refusal="BadRequestException: Too many BulkEmailEntries",
+        limit=500,
+        requests_per_full_batch=10,  # SendBulkEmail takes 50 destinations a request
         # SES names no wait: the engine's backoff applies.
         retry_after_429=None,
         retry_after_503=None,

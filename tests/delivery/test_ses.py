@@ -24,6 +24,7 @@ from newsletter.config import EspSettings, load_settings
 from newsletter.delivery.esp.base import AuthError, Outcome, Outgoing, RetryableError
 from newsletter.delivery.esp.registry import adapter_factory
 from newsletter.delivery.esp.ses import (
+    MAX_BATCH,
     MAX_DESTINATIONS,
     SEND_PATH,
     TEMPLATES_PATH,
@@ -435,6 +436,42 @@ def test_a_template_gone_mid_send_is_made_again(
     assert fake.esp.stats["ses_templates_created"] == 2
 
 
+def test_a_claim_of_500_goes_as_ten_requests_of_fifty(
+    adapter: SesAdapter, fake: RunningFakeESP, message: Outgoing
+) -> None:
+    results = adapter.send_batch(message, make_recipients(120))
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 120
+    assert [r.delivery_id for r in results] == [r.delivery_id for r in make_recipients(120)]
+    assert fake.esp.stats["send_requests"] == 3  # 50, 50, 20
+    assert fake.esp.stats["ses_templates_created"] == 1  # made once for the whole batch
+
+
+def test_a_lost_request_is_unknown_alone_and_those_after_it_wait(
+    adapter: SesAdapter, fake: RunningFakeESP, message: Outgoing, record_path: Path
+) -> None:
+    """Of a batch of 500, the fourth request gets no answer: its 50 are unknown, the 300 after it
+    were never sent (retry), the first 150 stay accepted."""
+    fake.esp.set_faults(next=["ok", "ok", "ok", "drop_after"])
+    results = adapter.send_batch(message, make_recipients(500))
+    outcomes = [r.outcome for r in results]
+    assert outcomes == [Outcome.ACCEPTED] * 150 + [Outcome.UNKNOWN] * 50 + [Outcome.RETRY] * 300
+    assert fake.esp.stats["send_requests"] == 4
+    assert len(read_record(record_path)) == 200  # the unanswered request was processed
+
+
+def test_a_later_refused_request_keeps_what_was_accepted(
+    adapter: SesAdapter, fake: RunningFakeESP, message: Outgoing
+) -> None:
+    """A throttled second request: the first 50 stay accepted, the rest wait (retry); a throttled
+    first request is the whole batch's, raised for the engine's backoff."""
+    fake.esp.set_faults(next=["ok", "429"])
+    results = adapter.send_batch(message, make_recipients(120))
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 50 + [Outcome.RETRY] * 70
+    fake.esp.set_faults(next=["429"])
+    with pytest.raises(RetryableError):
+        adapter.send_batch(message, make_recipients(120))
+
+
 def test_an_answer_that_does_not_match_the_entries_leaves_them_unknown(message: Outgoing) -> None:
     for handler in (
         answered("SUCCESS"),  # one result for two entries
@@ -638,7 +675,7 @@ def test_credentials_come_from_the_aws_variables_and_the_region_is_required() ->
     with pytest.raises(ConfigError, match="AWS_SECRET_ACCESS_KEY"):
         adapter_factory(esp, {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE"})
     adapter = adapter_factory(esp, AWS)()
-    assert isinstance(adapter, SesAdapter) and adapter.max_batch == MAX_DESTINATIONS == 50
+    assert isinstance(adapter, SesAdapter) and adapter.max_batch == MAX_BATCH == 10 * MAX_DESTINATIONS == 500
     assert str(adapter._client.base_url).rstrip("/") == "https://email.eu-west-1.amazonaws.com"
     adapter.close()
     for region in ("us-east-1", "ap-southeast-2", "us-gov-west-1", "eu-central-2"):
