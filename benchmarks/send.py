@@ -40,7 +40,6 @@ import datetime as dt
 import json
 import os
 import resource
-import secrets
 import smtplib
 import socket
 import subprocess
@@ -48,10 +47,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from scratch import scratch_database  # this script's folder is the first on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -130,34 +131,9 @@ def smtp_sink() -> Iterator[int]:
         process.wait(10)
 
 
-@contextmanager
-def database(kind: str, pg_url: str, directory: Path) -> Iterator[str]:
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-
-    from newsletter.store.db import make_engine, upgrade
-
-    if kind == "sqlite":
-        url = f"sqlite:///{directory / 'bench.db'}"
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        yield url
-        return
-    admin = make_engine(pg_url, isolation_level="AUTOCOMMIT")
-    name = f"newsletter_bench_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def database(kind: str, pg_url: str, directory: Path) -> AbstractContextManager[str]:
+    """A migrated, empty database of ``kind`` for one run (``scratch.py``)."""
+    return scratch_database(None if kind == "sqlite" else pg_url, directory)
 
 
 def seed(url: str, n: int, tagged: int) -> None:
@@ -329,15 +305,15 @@ def child_wire(args: argparse.Namespace) -> dict[str, Any]:
     elif args.shape == "ses":
         from httpx_auth import AWS4Auth
 
-        from newsletter.delivery.esp.ses import SEND_PATH, SesAdapter
+        from newsletter.delivery.esp.ses import MAX_DESTINATIONS, SEND_PATH, SesAdapter
 
         ses = SesAdapter(TOKEN, SES_SECRET, SES_REGION, base_url=args.esp_url)
         ses.prepare(message)
         auth = AWS4Auth(TOKEN, SES_SECRET, SES_REGION, "ses")
         client = httpx.Client(base_url=args.esp_url, auth=auth, timeout=120)
         started = time.perf_counter()
-        for start in range(0, len(recipients), ses.max_batch):
-            body = ses.encode(message, recipients[start : start + ses.max_batch])
+        for start in range(0, len(recipients), MAX_DESTINATIONS):
+            body = ses.encode(message, recipients[start : start + MAX_DESTINATIONS])
             response = client.post(SEND_PATH, content=body, headers={"Content-Type": "application/json"})
             assert response.status_code == 200, response.text[:300]
         seconds = time.perf_counter() - started
