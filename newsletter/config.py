@@ -175,8 +175,8 @@ class EspSettings(_Section):
     provider: str = "outbox"
     #: The provider's API base URL (a fake ESP's, in tests); empty for the provider's own.
     base_url: str = ""
-    #: Recipients per request; 0 for the provider's maximum (Postmark 500, SendGrid and Mailgun 1000,
-    #: SES 50).
+    #: Recipients per batch (one claim); 0 for the provider's maximum (Postmark 500, SendGrid and
+    #: Mailgun 1000, SES 500 as ten requests of 50).
     batch_size: int = Field(default=0, ge=0)
     #: Messages per second for the send, shared by its processes; 0 for no limit (the account's).
     rate: float = Field(default=0.0, ge=0)

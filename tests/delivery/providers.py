@@ -231,7 +231,7 @@ def _ses() -> Provider:
         make=make,
         scripted=_ses_scripted,
         limit=500,
-        requests_per_full_batch=10,  # SendBulkEmail takes 50 destinations a request
+        requests_per_full_batch=10,  # SendBulkEmail takes 50 destinations: a batch is ten requests
         # SES names no wait: the engine's backoff applies.
         retry_after_429=None,
         retry_after_503=None,
@@ -256,7 +256,7 @@ def _ses() -> Provider:
             "AWS_ACCESS_KEY_ID": KEY,
             "AWS_SECRET_ACCESS_KEY": SECRET,
         },
-        audience=20_000,  # 400 batches of 50 on four workers
+        audience=20_000,  # 40 batches of 500, 400 requests of 50, on four workers
         check_send=_ses_send,
     )
 

@@ -1,7 +1,8 @@
 """The SES adapter: the documented SendBulkEmail and template payloads (held to botocore's model of
 SES v2), its SigV4 signature (held to botocore's), what each recipient would get (the fake renders
-the template as SES's Handlebars does), what every answer becomes, and a whole ``newsletter send``
-of 20,000 through the fake SES on both dialects.
+the template as SES's Handlebars does), what every answer becomes, a batch of 500 as ten requests
+of 50 and what a failure of one of them leaves, and a whole ``newsletter send`` of 20,000 through
+the fake SES on both dialects (``test_adapter_contract.py``).
 """
 
 from __future__ import annotations
@@ -266,6 +267,170 @@ def test_a_template_ses_will_not_take_stops_the_send(message: Outgoing, kind: st
         adapter.send_batch(message, make_recipients(1))
 
 
+# -- a batch of up to 500: requests of 50, one after another -----------------------------------------
+
+
+def entries_per_request(adapter: SesAdapter) -> list[list[str]]:
+    """Each ``SendBulkEmail`` request's destinations, in the order they left (a request hook)."""
+    sent: list[list[str]] = []
+
+    def capture(request: httpx.Request) -> None:
+        if request.url.path == SEND_PATH:
+            body = orjson.loads(request.read())
+            sent.append([entry["Destination"]["ToAddresses"][0] for entry in body["BulkEmailEntries"]])
+
+    adapter._client.event_hooks["request"].append(capture)
+    return sent
+
+
+def test_a_full_batch_is_ten_requests_of_fifty_answered_in_order(
+    adapter: SesAdapter, fake: RunningFakeESP, message: Outgoing, record_path: Path
+) -> None:
+    sent = entries_per_request(adapter)
+    recipients = make_recipients(MAX_BATCH)
+    results = adapter.send_batch(message, recipients)
+    assert [len(request) for request in sent] == [MAX_DESTINATIONS] * 10
+    assert [address.rpartition("<")[2].rstrip(">") for request in sent for address in request] == [
+        r.email for r in recipients
+    ]
+    assert [r.delivery_id for r in results] == [r.delivery_id for r in recipients]
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * MAX_BATCH
+    record = {entry["recipient"]: entry["message_id"] for entry in read_record(record_path)}
+    assert [record[r.email] for r in recipients] == [r.message_id for r in results]
+    assert len(set(record.values())) == MAX_BATCH
+    assert fake.esp.stats["send_requests"] == 10 and fake.esp.stats["ses_templates_created"] == 1
+
+
+def test_a_batch_of_120_is_50_50_20_and_a_refused_address_keeps_its_place(
+    adapter: SesAdapter, fake: RunningFakeESP, message: Outgoing
+) -> None:
+    sent = entries_per_request(adapter)
+    recipients = make_recipients(120)
+    recipients[60] = make_recipient(60, email="jörg@example.com")  # SES sends no SMTPUTF8
+    results = adapter.send_batch(message, recipients)
+    assert [len(request) for request in sent] == [50, 49, 20]
+    assert [r.delivery_id for r in results] == [r.delivery_id for r in recipients]
+    outcomes = [r.outcome for r in results]
+    assert outcomes == [Outcome.ACCEPTED] * 60 + [Outcome.FAILED] + [Outcome.ACCEPTED] * 59
+    assert "ASCII" in (results[60].error or "")
+
+
+def test_a_limit_raised_by_mistake_still_sends_no_request_over_fifty(
+    adapter: SesAdapter, fake: RunningFakeESP, message: Outgoing
+) -> None:
+    adapter.max_batch = MAX_BATCH + 1
+    results = adapter.send_batch(message, make_recipients(MAX_BATCH + 1))
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * (MAX_BATCH + 1)
+    assert fake.esp.stats["send_requests"] == 11 and fake.esp.stats["refused_too_many"] == 0
+
+
+def test_a_timeout_on_the_fourth_request_leaves_only_its_fifty_unknown(
+    fake: RunningFakeESP, message: Outgoing, record_path: Path
+) -> None:
+    """Requests 1-3 were answered: accepted, with their ids. The 4th was processed and answered
+    too late: its 50 are unknown (resending could deliver twice). The 300 after it never left:
+    they wait (``retry``), and go through when sent again."""
+    adapter = SesAdapter(TOKEN, SECRET, REGION, base_url=fake.url, timeout=0.3)
+    try:
+        adapter.prepare(message)
+        fake.esp.set_faults(next=["ok", "ok", "ok", "slow"], slow_seconds=1.5)
+        recipients = make_recipients(MAX_BATCH)
+        results = adapter.send_batch(message, recipients)
+        assert [r.delivery_id for r in results] == [r.delivery_id for r in recipients]
+        outcomes = [r.outcome for r in results]
+        assert outcomes == [Outcome.ACCEPTED] * 150 + [Outcome.UNKNOWN] * 50 + [Outcome.RETRY] * 300
+        assert all(r.message_id for r in results[:150])
+        assert all("ReadTimeout" in (r.error or "") for r in results[150:200])
+        assert all(r.message_id is None and "not sent" in (r.error or "") for r in results[200:])
+        assert fake.esp.stats["send_requests"] == 4
+        assert len(read_record(record_path)) == 200  # the unanswered request was in fact taken
+        again = adapter.send_batch(message, recipients[200:])
+        assert [r.outcome for r in again] == [Outcome.ACCEPTED] * 300
+    finally:
+        adapter.close()
+    recorded = [entry["recipient"] for entry in read_record(record_path)]
+    assert sorted(recorded) == sorted(r.email for r in recipients)  # each once
+
+
+@pytest.mark.parametrize("fault", ["503", "429", "401"])
+def test_a_later_request_refused_whole_keeps_what_was_accepted(
+    adapter: SesAdapter, fake: RunningFakeESP, message: Outgoing, fault: str
+) -> None:
+    """A 5xx, a 429 or a revoked key on the third request: the first hundred stay accepted, the
+    rest wait with the reason (as Postmark's requests of fifty); the same on the first request is
+    the whole batch's, raised, as the engine's retries and stop rules expect."""
+    fake.esp.set_faults(next=["ok", "ok", fault])
+    results = adapter.send_batch(message, make_recipients(MAX_BATCH))
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 100 + [Outcome.RETRY] * 400
+    expected = "403" if fault == "401" else fault
+    assert all(expected in (r.error or "") for r in results[100:])
+    assert fake.esp.stats["send_requests"] == 3
+    fake.esp.set_faults(next=[fault])
+    with pytest.raises(AuthError if fault == "401" else RetryableError):
+        adapter.send_batch(message, make_recipients(MAX_BATCH, start=MAX_BATCH))
+
+
+def test_the_accounts_own_status_in_a_later_request_keeps_what_was_accepted(message: Outgoing) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        count = len(orjson.loads(request.content)["BulkEmailEntries"])
+        first = sum(r.url.path == SEND_PATH for r in seen) == 1
+        return answered(*(["SUCCESS"] if first else ["ACCOUNT_SUSPENDED"]) * count)(request)
+
+    adapter, seen = scripted(handler)
+    results = adapter.send_batch(message, make_recipients(150))
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 50 + [Outcome.RETRY] * 100
+    assert "ACCOUNT_SUSPENDED" in (results[-1].error or "")
+    assert sum(r.url.path == SEND_PATH for r in seen) == 2  # the stop ends the batch
+    adapter.close()
+
+
+def test_an_unreadable_answer_to_a_later_request_leaves_only_it_unknown(message: Outgoing) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        count = len(orjson.loads(request.content)["BulkEmailEntries"])
+        if sum(r.url.path == SEND_PATH for r in seen) == 2:
+            return httpx.Response(200, text="<html>proxy</html>")
+        return answered(*["SUCCESS"] * count)(request)
+
+    adapter, seen = scripted(handler)
+    results = adapter.send_batch(message, make_recipients(150))
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 50 + [Outcome.UNKNOWN] * 50 + [
+        Outcome.RETRY
+    ] * 50
+    assert "unreadable" in (results[50].error or "")
+    adapter.close()
+
+
+def test_a_template_gone_is_made_again_before_the_next_request_of_the_batch(
+    adapter: SesAdapter, fake: RunningFakeESP, message: Outgoing
+) -> None:
+    adapter.prepare(message)
+    fake.esp.ses_templates.clear()  # deleted behind our back
+    results = adapter.send_batch(message, make_recipients(120))
+    assert [r.outcome for r in results] == [Outcome.RETRY] * 50 + [Outcome.ACCEPTED] * 70
+    assert (results[0].error or "").startswith("TEMPLATE_NOT_FOUND")
+    assert fake.esp.stats["ses_templates_created"] == 2 and fake.esp.stats["send_requests"] == 3
+
+
+def test_a_404_for_the_template_in_a_later_request_keeps_the_first_and_remakes_it(
+    message: Outgoing,
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        count = len(orjson.loads(request.content)["BulkEmailEntries"])
+        if sum(r.url.path == SEND_PATH for r in seen) == 2:
+            return error(404, "NotFoundException", f"Template {NAME} does not exist.")(request)
+        return answered(*["SUCCESS"] * count)(request)
+
+    adapter, seen = scripted(handler)
+    results = adapter.send_batch(message, make_recipients(150))
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 50 + [Outcome.RETRY] * 100
+    assert "made again" in (results[-1].error or "")
+    assert [r.outcome for r in adapter.send_batch(message, make_recipients(100, 50))] == [
+        Outcome.ACCEPTED
+    ] * 100
+    assert [r.url.path for r in seen].count(TEMPLATES_PATH) == 2
+    adapter.close()
+
+
 # -- editor text is never a template expression -------------------------------------------------
 
 #: Everything Handlebars could read as a tag, an escape, a comment or a raw block.
@@ -434,42 +599,6 @@ def test_a_template_gone_mid_send_is_made_again(
     retried = adapter.send_batch(message, make_recipients(2))
     assert [r.outcome for r in retried] == [Outcome.ACCEPTED] * 2
     assert fake.esp.stats["ses_templates_created"] == 2
-
-
-def test_a_claim_of_500_goes_as_ten_requests_of_fifty(
-    adapter: SesAdapter, fake: RunningFakeESP, message: Outgoing
-) -> None:
-    results = adapter.send_batch(message, make_recipients(120))
-    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 120
-    assert [r.delivery_id for r in results] == [r.delivery_id for r in make_recipients(120)]
-    assert fake.esp.stats["send_requests"] == 3  # 50, 50, 20
-    assert fake.esp.stats["ses_templates_created"] == 1  # made once for the whole batch
-
-
-def test_a_lost_request_is_unknown_alone_and_those_after_it_wait(
-    adapter: SesAdapter, fake: RunningFakeESP, message: Outgoing, record_path: Path
-) -> None:
-    """Of a batch of 500, the fourth request gets no answer: its 50 are unknown, the 300 after it
-    were never sent (retry), the first 150 stay accepted."""
-    fake.esp.set_faults(next=["ok", "ok", "ok", "drop_after"])
-    results = adapter.send_batch(message, make_recipients(500))
-    outcomes = [r.outcome for r in results]
-    assert outcomes == [Outcome.ACCEPTED] * 150 + [Outcome.UNKNOWN] * 50 + [Outcome.RETRY] * 300
-    assert fake.esp.stats["send_requests"] == 4
-    assert len(read_record(record_path)) == 200  # the unanswered request was processed
-
-
-def test_a_later_refused_request_keeps_what_was_accepted(
-    adapter: SesAdapter, fake: RunningFakeESP, message: Outgoing
-) -> None:
-    """A throttled second request: the first 50 stay accepted, the rest wait (retry); a throttled
-    first request is the whole batch's, raised for the engine's backoff."""
-    fake.esp.set_faults(next=["ok", "429"])
-    results = adapter.send_batch(message, make_recipients(120))
-    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 50 + [Outcome.RETRY] * 70
-    fake.esp.set_faults(next=["429"])
-    with pytest.raises(RetryableError):
-        adapter.send_batch(message, make_recipients(120))
 
 
 def test_an_answer_that_does_not_match_the_entries_leaves_them_unknown(message: Outgoing) -> None:
@@ -675,7 +804,8 @@ def test_credentials_come_from_the_aws_variables_and_the_region_is_required() ->
     with pytest.raises(ConfigError, match="AWS_SECRET_ACCESS_KEY"):
         adapter_factory(esp, {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE"})
     adapter = adapter_factory(esp, AWS)()
-    assert isinstance(adapter, SesAdapter) and adapter.max_batch == MAX_BATCH == 10 * MAX_DESTINATIONS == 500
+    assert isinstance(adapter, SesAdapter) and adapter.max_batch == MAX_BATCH == 500
+    assert MAX_DESTINATIONS == 50
     assert str(adapter._client.base_url).rstrip("/") == "https://email.eu-west-1.amazonaws.com"
     adapter.close()
     for region in ("us-east-1", "ap-southeast-2", "us-gov-west-1", "eu-central-2"):

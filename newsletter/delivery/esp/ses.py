@@ -1,17 +1,27 @@
-"""Amazon SES (API v2): ``SendBulkEmail`` requests of up to 50 destinations, the body sent once.
+"""Amazon SES (API v2): a batch of up to 500 is up to ten ``SendBulkEmail`` requests of 50
+destinations each (SES's limit), the body sent once per send.
 
 :meth:`SesAdapter.prepare` stores the rendered issue once as an SES email template
 (``CreateEmailTemplate``, or ``UpdateEmailTemplate`` when the name exists: another process, an
 earlier run), named after the send and a digest of its content so that every process and re-run of
-the send uses the same one (:func:`template_name`). Each claimed batch of up to 500 is then ten
+the send uses the same one (:func:`template_name`). Each request is then one
 ``POST /v2/email/outbound-bulk-emails`` naming the template, with one *entry* per recipient:
 ``Destination``, ``ReplacementTemplateData`` (the recipient's slot values, a JSON string),
 ``ReplacementHeaders`` (``List-Unsubscribe``) and ``ReplacementTags`` (``send_id``,
 ``delivery_id``: SES carries tags into every event of the message as ``mail.tags``, so the events
 find the delivery). What every message shares (``FromEmailAddress``,
 ``ReplyToAddresses``, ``DefaultEmailTags``, the template's ``Headers`` such as ``List-Id``,
-``ConfigurationSetName``) is encoded once per send and spliced into each batch's request.
+``ConfigurationSetName``) is encoded once per send and spliced into each request.
 ``Message-ID`` is not sent: SES replaces it with its own.
+
+A batch (one claim in the ledger) is up to :data:`MAX_BATCH`, 500, sent as requests of
+:data:`MAX_DESTINATIONS` one after another on the adapter's client, as Postmark's full bodies are:
+the ledger's work per claim (claim, record) is paid once per 500 recipients rather than per 50.
+Each request's answer is read on its own; a failure of the first request is the batch's (raised);
+once a request was answered, a later failure (429, 5xx, a stop) is reported per recipient instead,
+as ``retry`` for that request's recipients and those after it, so the outcomes already answered are
+never lost. A request that left without an answer makes its own recipients ``unknown``; those after
+it are not sent (``retry``).
 
 Templates and escaping. SES renders templates with Handlebars, which HTML-escapes ``{{x}}``
 everywhere, also in the subject and the text part, where ``&amp;`` would be wrong. So every tag we
@@ -32,11 +42,11 @@ What SES answers, and what it becomes (see :mod:`newsletter.delivery.esp.base`):
   with its ``MessageId`` (what SES events name); ``MESSAGE_REJECTED``, ``INVALID_PARAMETER``,
   ``FAILED`` and any status we do not know → ``failed``; ``ACCOUNT_THROTTLED``,
   ``ACCOUNT_DAILY_QUOTA_EXCEEDED``, ``TRANSIENT_FAILURE`` → ``retry``; ``TEMPLATE_NOT_FOUND`` →
-  ``retry`` and the template is made again before the next batch. Statuses that are the account's
+  ``retry`` and the template is made again before the next request. Statuses that are the account's
   or the sender's (``MAIL_FROM_DOMAIN_NOT_VERIFIED``, ``ACCOUNT_SUSPENDED``, sending paused, the
   configuration set or IP pool missing) are no recipient's fault: they stop the send rather than
   fail a million recipients, as Postmark's sender errors do. An answer we cannot match to the
-  entries → every recipient ``unknown``.
+  entries → every recipient of the request ``unknown``, and the rest of the batch is not sent.
 * ``400``: the request was refused whole. ``AccountSuspendedException``,
   ``SendingPausedException``, ``MailFromDomainNotVerifiedException`` and ``LimitExceededException``
   stop the send; anything else (``BadRequestException``, ``MessageRejected``) fails every
@@ -44,8 +54,8 @@ What SES answers, and what it becomes (see :mod:`newsletter.delivery.esp.base`):
   configuration set does not exist (stop).
 * ``401``/``403`` (a bad key or signature, a denied permission) → :class:`AuthError`; ``429`` and
   ``5xx`` → :class:`RetryableError`; any other status stops the send.
-* A request that left without an answer (read timeout, dropped connection) → every recipient
-  ``unknown``.
+* A request that left without an answer (read timeout, dropped connection) → every recipient of
+  that request ``unknown``.
 
 Requests are signed with SigV4 (httpx-auth's ``AWS4Auth``, service ``ses``) for the configured
 region; the caller reads the credentials from ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and
@@ -112,7 +122,7 @@ __all__ = [
 
 #: SES's documented limit for ``SendBulkEmail``: 50 destinations per call.
 MAX_DESTINATIONS: Final = 50
-#: Recipients per claimed batch: ten requests (see :meth:`SesAdapter.send_batch`).
+#: Recipients per batch (one claim in the ledger): ten requests of :data:`MAX_DESTINATIONS`.
 MAX_BATCH: Final = 10 * MAX_DESTINATIONS
 SEND_PATH: Final = "/v2/email/outbound-bulk-emails"
 #: SES's SPF include (for a custom MAIL FROM domain); its Easy DKIM hosts come from the identity.
@@ -329,46 +339,29 @@ class SesAdapter:
             self._prepare(message)
 
     def send_batch(self, message: Outgoing, recipients: Sequence[Recipient]) -> list[Result]:
-        """Up to :data:`MAX_BATCH` recipients as ``SendBulkEmail`` requests of at most
-        :data:`MAX_DESTINATIONS`, posted in turn, so the ledger's work is paid once per claim of
-        500 rather than per 50 (as Postmark's full bodies do).
-
-        A failure of the first request is the whole batch's (raised); once a request was answered,
-        a later failure is reported per recipient instead (``retry``), so accepted results are never
-        lost. An unanswered request makes its own recipients ``unknown``; those after it were never
-        sent (``retry``).
-        """
         if not recipients:
             return []
         if len(recipients) > self.max_batch:
-            raise ValueError(f"SES takes at most {self.max_batch} destinations per batch")
+            raise ValueError(
+                f"SES takes at most {self.max_batch} recipients per batch "
+                f"({MAX_DESTINATIONS} destinations per SendBulkEmail call)"
+            )
         results: list[Result] = []
         for start in range(0, len(recipients), MAX_DESTINATIONS):
-            chunk = recipients[start : start + MAX_DESTINATIONS]
+            end = start + MAX_DESTINATIONS
             try:
-                answers, answered = self._send_request(message, chunk)
+                answered, complete = self._send_request(message, recipients[start:end])
             except ESPError as exc:
+                # The first request's failure is the batch's; after it, what was answered stays.
                 if not results:
                     raise
-                return results + every(recipients[start:], Outcome.RETRY, str(exc))
-            results += answers
-            if not answered:
-                rest = recipients[start + MAX_DESTINATIONS :]
-                return results + every(rest, Outcome.RETRY, "not sent: an earlier request failed")
+                results += every(recipients[start:], Outcome.RETRY, str(exc))
+                return results
+            results += answered
+            if not complete:
+                results += every(recipients[end:], Outcome.RETRY, "not sent: an earlier request failed")
+                return results
         return results
-
-    def _send_request(self, message: Outgoing, recipients: Sequence[Recipient]) -> tuple[list[Result], bool]:
-        """One ``SendBulkEmail`` of at most :data:`MAX_DESTINATIONS`: its results, and False when
-        it left without an answer (its recipients then ``unknown``)."""
-        prepared = self._prepare(message)  # made again here after a TEMPLATE_NOT_FOUND
-        body, sendable, refused = self._encode(prepared, recipients)
-        if not sendable:
-            return refused, True
-        try:
-            response = send(self._client, "POST", SEND_PATH, body)
-        except Unanswered as exc:
-            return refused + every(sendable, Outcome.UNKNOWN, str(exc)), False
-        return refused + self._read(message, response, sendable), True
 
     def finish(self, message: Outgoing) -> None:
         """Delete the send's template (templates count against a per-region account quota: a weekly
@@ -438,7 +431,8 @@ class SesAdapter:
     # -- beyond the protocol -------------------------------------------------------------------
 
     def encode(self, message: Outgoing, recipients: Sequence[Recipient]) -> bytes:
-        """The ``SendBulkEmail`` body for one batch (the template made first, if need be)."""
+        """The ``SendBulkEmail`` body for one request of at most :data:`MAX_DESTINATIONS` (the
+        template made first, if need be)."""
         return self._encode(self._prepare(message), recipients)[0]
 
     def _prepare(self, message: Outgoing) -> _Prepared:
@@ -537,6 +531,27 @@ class SesAdapter:
             sendable.append(r)
         return b'{"BulkEmailEntries":[' + b",".join(entries) + b"]," + prepared.tail, sendable, refused
 
+    def _send_request(self, message: Outgoing, chunk: Sequence[Recipient]) -> tuple[list[Result], bool]:
+        """One ``SendBulkEmail`` of at most :data:`MAX_DESTINATIONS`: its results, in the order of
+        ``chunk``, and False when it left without a usable answer (its recipients ``unknown``).
+
+        The template is looked up for each request, so one that an answer found missing is made
+        again before the next request of the same batch.
+        """
+        prepared = self._prepare(message)
+        body, sendable, refused = self._encode(prepared, chunk)
+        if not sendable:
+            return refused, True
+        try:
+            response = send(self._client, "POST", SEND_PATH, body)
+            results, complete = self._read(message, response, sendable), True
+        except Unanswered as exc:
+            results, complete = every(sendable, Outcome.UNKNOWN, str(exc)), False
+        if refused:  # rare (a non-ASCII local part): put them back in their places
+            by_id = {r.delivery_id: r for r in (*refused, *results)}
+            results = [by_id[r.delivery_id] for r in chunk]
+        return results, complete
+
     def _read(self, message: Outgoing, response: httpx.Response, batch: Sequence[Recipient]) -> list[Result]:
         status = response.status_code
         check_status(response, f"SES {SEND_PATH}", _describe)
@@ -561,8 +576,7 @@ class SesAdapter:
         except (ValueError, AttributeError):
             answers = None
         if not isinstance(answers, list) or len(answers) != len(batch):
-            error = f"SES {SEND_PATH}: unreadable answer: {short_body(response)}"
-            return every(batch, Outcome.UNKNOWN, error)
+            raise Unanswered(f"SES {SEND_PATH}: unreadable answer: {short_body(response)}")
         results: list[Result] = []
         stopped: str | None = None
         accepted = Outcome.ACCEPTED
