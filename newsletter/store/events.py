@@ -121,23 +121,22 @@ def _sqlite_insert() -> Insert:
 #: PostgreSQL: the rows as nine arrays, unnested. The query text stays short and the same for every
 #: request, so psycopg parses it once; multi-row ``VALUES`` of a thousand rows were parsed anew
 #: each time, and cost more than the insert.
-_UNNEST_INSERT = (
-    "INSERT INTO events (provider, provider_event_id, kind, delivery_id, send_id, address_hash,"
-    " occurred_at, received_at, detail) "
-    "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::integer[],"
-    " %s::text[], %s::timestamptz[], %s::timestamptz[], %s::jsonb[]) "
-    "ON CONFLICT (provider, provider_event_id) DO NOTHING RETURNING provider, provider_event_id"
+_ARRAYS = (
+    ("provider", "text"),
+    ("provider_event_id", "text"),
+    ("kind", "text"),
+    ("delivery_id", "bigint"),
+    ("send_id", "integer"),
+    ("address_hash", "text"),
+    ("occurred_at", "timestamptz"),
+    ("received_at", "timestamptz"),
+    ("detail", "jsonb"),
 )
-_COLUMNS = (
-    "provider",
-    "provider_event_id",
-    "kind",
-    "delivery_id",
-    "send_id",
-    "address_hash",
-    "occurred_at",
-    "received_at",
-    "detail",
+_COLUMNS = tuple(name for name, _ in _ARRAYS)
+_UNNEST_INSERT = (
+    f"INSERT INTO events ({', '.join(_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'%s::{kind}[]' for _, kind in _ARRAYS)}) "
+    "ON CONFLICT (provider, provider_event_id) DO NOTHING RETURNING provider, provider_event_id"
 )
 
 

@@ -200,6 +200,20 @@ class SignupSite:
 
     # -- the work done after the answer ----------------------------------------------------
 
+    async def may_mail(self, address: str) -> bool:
+        """:meth:`mail_allowed` off the event loop when it waits on the database; in memory on the
+        loop itself, so one request's test and hit cannot interleave with another's."""
+        if self.limits.engine is None:
+            return self.mail_allowed(address)
+        return await run_in_threadpool(self.mail_allowed, address)
+
+    async def may_serve(self, ip: str) -> bool:
+        """The per-IP limit, where :meth:`may_mail` counts its limits."""
+        limits = self.limits
+        if limits.engine is None:
+            return limits.allow("ip", limits.per_ip, ip)
+        return await run_in_threadpool(limits.allow, "ip", limits.per_ip, ip)
+
     def mail_allowed(self, address: str) -> bool:
         domain = address.rpartition("@")[2]
         if not self.limits.allow("address", self.limits.per_address, address):
@@ -322,7 +336,7 @@ def signup_routes(
         except FormError as exc:
             return site.page(template, exc.status, error=str(exc), values={})
         ip = client_ip(request, settings.web.trusted_proxies) or "unknown"
-        if not await run_in_threadpool(site.limits.allow, "ip", site.limits.per_ip, ip):
+        if not await site.may_serve(ip):
             busy = "too many requests from your network: try again later"
             return site.page(template, 429, error=busy, values={})
         if form.honeypot:
@@ -342,7 +356,7 @@ def signup_routes(
         if isinstance(form, Response):
             return form
         answer = site.page("check_inbox.html.j2")
-        if not form.honeypot and await run_in_threadpool(site.mail_allowed, normalize(form.email).normalized):
+        if not form.honeypot and await site.may_mail(normalize(form.email).normalized):
             form_url = request.headers.get("referer") or f"{settings.newsletter.base_url}/subscribe"
             answer.background = BackgroundTask(run_in_threadpool, site.subscribe, form, form_url)
         return answer
@@ -355,7 +369,7 @@ def signup_routes(
         if isinstance(form, Response):
             return form
         answer = site.page("check_inbox.html.j2", manage=True)
-        if not form.honeypot and await run_in_threadpool(site.mail_allowed, normalize(form.email).normalized):
+        if not form.honeypot and await site.may_mail(normalize(form.email).normalized):
             answer.background = BackgroundTask(run_in_threadpool, site.manage, form.email)
         return answer
 
