@@ -41,10 +41,11 @@ def int_id(value: object) -> int | None:
 
 def text(value: object) -> str | None:
     """A string, cut to :data:`DETAIL_MAX`, with any address in it replaced: a bounce reason
-    often quotes the recipient (``550 5.1.1 <reader@example.org>: user unknown``)."""
+    often quotes the recipient (``550 5.1.1 <reader@example.org>: user unknown``). NUL characters
+    go: PostgreSQL's ``jsonb`` refuses them, and the provider would retry the request forever."""
     if not isinstance(value, str):
         return None
-    return _ADDRESS.sub("<address>", value[: DETAIL_MAX * 2])[:DETAIL_MAX]
+    return _ADDRESS.sub("<address>", value[: DETAIL_MAX * 2].replace("\x00", ""))[:DETAIL_MAX]
 
 
 def link(value: object) -> str | None:

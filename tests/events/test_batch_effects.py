@@ -18,7 +18,14 @@ from newsletter.events.model import ProviderEvent
 from newsletter.store.db import session_scope
 from newsletter.store.events import record_events
 from newsletter.store.importer import import_csv
-from newsletter.store.models import EventKind, Subscriber, SubscriberStatus, Suppression, SuppressionReason
+from newsletter.store.models import (
+    Event,
+    EventKind,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    SuppressionReason,
+)
 from newsletter.store.privacy import address_hash
 from newsletter.store.subscribers import LEAVE_CHUNK, SubscriberRepository
 
@@ -91,3 +98,19 @@ def test_a_batch_larger_than_one_statement_leaves_every_address(engine: Engine, 
         suppressed = conn.execute(select(func.count()).select_from(Suppression)).scalar_one()
     assert statuses == [(SubscriberStatus.BOUNCED, count)]
     assert suppressed == count
+
+
+def test_a_nul_in_a_providers_text_is_stored_without_it(engine: Engine) -> None:
+    """PostgreSQL's jsonb refuses \\u0000: a bounce reason carrying one must not make the request fail."""
+    import orjson
+
+    from newsletter.events import sendgrid
+
+    record = {"email": "a@example.org", "timestamp": 1_796_000_000, "event": "bounce",
+              "sg_event_id": "nul-1", "type": "bounce", "reason": "550 \x00 no\x00 such user"}
+    events = sendgrid.parse(orjson.dumps([record]))
+    with engine.begin() as conn:
+        assert record_events(conn, events) == 1
+    with engine.connect() as conn:
+        detail = conn.execute(select(Event.detail)).scalar_one()
+    assert detail["reason"] == "550  no such user"
