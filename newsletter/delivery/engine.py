@@ -7,8 +7,9 @@ The loop is the whole delivery guarantee, so it is short:
 3. wait for the rate limiter, then send; a whole-batch :class:`RetryableError` (429, 5xx, no
    connection) is retried with full-jitter exponential backoff that honours ``Retry-After``
    (tenacity), renewing the lease first so a long wait never lets the batch look abandoned;
-4. record the answers (one statement); send the recipients refused for now again after a pause,
-   under the same claim; then close the claim and take the next.
+4. record the answers: a batch with nothing to send again closes its claim ``accepted`` and
+   writes only its exceptions to their rows; recipients refused for now are sent again after a
+   pause, under the same claim (every answer written to its row meanwhile); then take the next.
 
 A 401/403 (:class:`AuthError`) hands the claim back and stops the send: every further batch would
 fail the same way. A provider still failing after the retries hands the claim back and pauses
@@ -312,9 +313,10 @@ class _Run:
             recorded = _recorded(answers, rows, tries)
             again = {r.delivery_id for r in recorded if r.state is DeliveryState.PENDING}
             with conn.begin():
-                ledger.record(batch, recorded, owner=owner)
-                if not again:  # the usual case: the claim is done in the same transaction
-                    ledger.close(batch, owner=owner)
+                if again:  # some are sent again: every answer on its row, the claim stays open
+                    ledger.record(batch, recorded, owner=owner)
+                else:  # the usual case: the batch recorded on its claim, only exceptions on rows
+                    ledger.close_accepted(batch, recorded, owner=owner)
             final = [r for r in recorded if r.state is not DeliveryState.PENDING] if again else recorded
             with self.lock:
                 self.report.add(final)

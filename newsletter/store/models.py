@@ -223,7 +223,9 @@ class DeliveryState(enum.StrEnum):
     #: In flight: a pending row inside an open claim. Reported, never stored: a claim marks a
     #: whole range at once instead of writing every row twice (see ``Claim``).
     SENDING = "sending"
-    ACCEPTED = "accepted"  #: the provider took it (``provider_message_id`` says which)
+    #: The provider took it (its id, where it gave one, in ``delivery_messages``). Stored on the row
+    #: only for a batch with exceptions; a row of a claim closed ``accepted`` stays ``pending``.
+    ACCEPTED = "accepted"
     FAILED = "failed"  #: refused for good (invalid address, inactive recipient, gave up retrying)
     SUPPRESSED = "suppressed"  #: the person left, or was suppressed, after the snapshot
     UNKNOWN = "unknown"  #: the request may or may not have gone through; resent only on request
@@ -267,7 +269,11 @@ class Send(Base):
 
 class ClaimState(enum.StrEnum):
     OPEN = "open"  #: a worker holds it until ``expires_at``
-    DONE = "done"  #: every delivery in it has its outcome
+    DONE = "done"  #: every delivery in it has its outcome, written on its row
+    #: Closed, and every delivery in it still ``pending`` was accepted by the provider: one write for
+    #: the range instead of one per recipient. Only the exceptions (refused, unknown, suppressed)
+    #: were written to their rows. ``Ledger.counts`` and ``Ledger.deliveries`` read it so.
+    ACCEPTED = "accepted"
     RELEASED = "released"  #: handed back unsent (the send paused or stopped): the next worker takes it
     EXPIRED = "expired"  #: its worker died or ran out of lease: its pending rows became unknown
 
@@ -304,6 +310,12 @@ class Delivery(Base):
     It holds no address: the worker joins ``subscribers`` when it claims a batch, so ``forget``
     (which deletes the subscriber and sets ``subscriber_id`` NULL here) leaves nothing in the ledger
     that could identify the person.
+
+    A row is written once when all goes well: by the snapshot, as ``pending``. A batch the provider
+    accepts whole is recorded on its claim (``ClaimState.ACCEPTED``), not here; only the
+    exceptions (refused, unknown, suppressed, refused for now) are written to their rows. So a
+    ``pending`` row is accepted inside an ``accepted`` claim, in flight inside an ``open`` one, and
+    waiting otherwise: ``Ledger.deliveries`` and ``Ledger.counts`` read every state so.
     """
 
     __tablename__ = "deliveries"
@@ -320,11 +332,6 @@ class Delivery(Base):
         default=DeliveryState.PENDING,
     )
     attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
-    #: The provider's id for the message, for looking it up at the provider. Not indexed: its
-    #: random values made every recorded batch write hundreds of scattered index pages (a fifth of
-    #: a million-recipient send on SQLite); provider events find their delivery by our own id,
-    #: which every adapter sends along as message metadata.
-    provider_message_id: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
@@ -339,6 +346,21 @@ class Delivery(Base):
         # which halved recording at 100,000 recipients but made a million-row table three times
         # larger than the default shared buffers, and the send a third slower (migration 0006).
     )
+
+
+class DeliveryMessage(Base):
+    """The provider's id for an accepted delivery, for looking the message up at the provider.
+
+    Written once, appended in bulk with the batch's claim (``COPY`` on PostgreSQL), instead of an
+    update of each delivery row: on PostgreSQL every update writes a new version of the row and
+    its index entries. Only accepted deliveries have one, so a delivery has at most one. Provider
+    events find their delivery by our own id, which every adapter sends along as metadata.
+    """
+
+    __tablename__ = "delivery_messages"
+
+    delivery_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    message_id: Mapped[str] = mapped_column(String(255))
 
 
 class EventKind(enum.StrEnum):

@@ -22,14 +22,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from newsletter.delivery.esp.base import Adapter, AuthError, Outcome, Outgoing, Result, RetryableError
 from newsletter.devtools.fake_esp import FakeESP, Faults, RunningFakeESP, running
 from newsletter.render.slots import fill, html_values
 from newsletter.store.db import make_engine
 from newsletter.store.importer import import_csv
-from newsletter.store.models import Delivery, DeliveryState
+from newsletter.store.ledger import ledger_for
+from newsletter.store.models import DeliveryState
 from tests.conftest import FIXTURE_ISSUES_DIR, clean_environment
 from tests.delivery.conftest import TOKEN, make_message, make_recipient, make_recipients, read_record
 from tests.delivery.providers import KEY, PROVIDERS, Provider
@@ -355,7 +355,7 @@ def test_a_whole_send_reaches_everyone_once(provider: Provider, db_url: str, tmp
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(select(Delivery.state, Delivery.provider_message_id)).all()
+            rows = [(r.state, r.message_id) for r in ledger_for(conn).deliveries()]
     finally:
         engine.dispose()
     assert len(rows) == provider.audience

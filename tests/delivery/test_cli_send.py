@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from newsletter.cli import app
 from newsletter.store.db import make_engine
-from newsletter.store.models import Claim, Delivery, Send
+from newsletter.store.models import Claim, Delivery, DeliveryMessage, Send
 from tests.conftest import FIXTURE_ISSUES_DIR
 
 ISSUE = "2026-11-20.yaml"
@@ -99,13 +99,13 @@ def test_resume_requires_the_flag_and_the_same_content(cli, db_url: str, tmp_pat
     engine = make_engine(db_url)
     cli("send", f"issues/{ISSUE}", "--yes")
     with engine.begin() as conn:  # as if the send had paused with two recipients left
-        # what Ctrl-C during the last batch leaves: its claim handed back with a row unsent
+        # what Ctrl-C during the last batch leaves: its claim handed back with a row unsent,
+        # the others' answers written to their rows (a claim is closed accepted only when done)
         conn.execute(Send.__table__.update().values(state="paused", error="paused by the editor"))
-        conn.execute(
-            Delivery.__table__.update()
-            .where(Delivery.id.in_(select(func.max(Delivery.id))))
-            .values(state="pending")
-        )
+        conn.execute(Delivery.__table__.update().values(state="accepted"))
+        last = select(func.max(Delivery.id)).scalar_subquery()
+        conn.execute(Delivery.__table__.update().where(Delivery.id == last).values(state="pending"))
+        conn.execute(DeliveryMessage.__table__.delete().where(DeliveryMessage.delivery_id == last))
         conn.execute(Claim.__table__.update().values(state="released", owner=None))
     engine.dispose()
     refused = cli("send", f"issues/{ISSUE}", "--yes")
@@ -139,6 +139,7 @@ def test_worker_sends_a_running_send(cli, db_url: str, tmp_path: Path) -> None:
         # as if `send` had only snapshotted the audience: nothing claimed yet
         conn.execute(Send.__table__.update().values(state="sending", claimed_through=0))
         conn.execute(Delivery.__table__.update().values(state="pending"))
+        conn.execute(DeliveryMessage.__table__.delete())
         conn.execute(Claim.__table__.delete())
     engine.dispose()
     shutil.rmtree(tmp_path / "outbox")

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from newsletter.delivery.engine import Personaliser, RetryPolicy, run_send
@@ -25,7 +25,7 @@ from newsletter.delivery.esp.base import (
 from newsletter.delivery.esp.outbox import OutboxAdapter
 from newsletter.delivery.tokens import TokenSigner
 from newsletter.store.ledger import ledger_for
-from newsletter.store.models import Delivery, DeliveryState, SendState
+from newsletter.store.models import DeliveryState, SendState
 from newsletter.store.subscribers import SubscriberRepository
 
 FAST = RetryPolicy(attempts=3, multiplier=0.001, max_wait=0.01)
@@ -105,15 +105,10 @@ def send_id(engine: Engine, repo: SubscriberRepository, session: Session) -> int
 
 
 def _states(engine: Engine) -> dict[str, str]:
-    from newsletter.store.models import Subscriber
 
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(Subscriber.email, Delivery.state).join(
-                Subscriber, Subscriber.id == Delivery.subscriber_id
-            )
-        ).all()
-    return {address: str(state) for address, state in rows}
+        rows = ledger_for(conn).deliveries()
+    return {r.email: str(r.state) for r in rows if r.email}
 
 
 def _run(engine: Engine, send_id: int, adapter: Scripted, **kwargs: object):  # type: ignore[no-untyped-def]
@@ -133,7 +128,7 @@ def test_every_recipient_once_in_provider_sized_batches(engine: Engine, send_id:
     with engine.connect() as conn:
         ledger = ledger_for(conn)
         assert ledger.get_send(send_id).state is SendState.FINISHED
-        ids = dict(conn.execute(select(Delivery.id, Delivery.provider_message_id)).all())
+        ids = {r.delivery_id: r.message_id for r in ledger.deliveries(send_id)}
     assert sorted(ids.values()) == [f"id-reader{i}@example.org" for i in range(5)]
     # Running again finds nothing to do: nobody gets it twice.
     again = Scripted(accept)
@@ -250,7 +245,7 @@ def test_auth_error_stops_the_send_with_nothing_lost(engine: Engine, send_id: in
     with engine.connect() as conn:
         ledger = ledger_for(conn)
         send = ledger.get_send(send_id)
-        rows = conn.execute(select(Delivery.state, Delivery.attempts)).all()
+        rows = [(r.state, r.attempts) for r in ledger.deliveries(send_id)]
     assert send.state is SendState.STOPPED and "401" in (send.error or "")
     assert rows == [(DeliveryState.PENDING, 0)] * 5
 

@@ -6,14 +6,16 @@ import datetime as dt
 import threading
 
 import pytest
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter.store.ledger import Ledger, Outcome, ledger_for
+from newsletter.store.ledger import Batch, Ledger, Outcome, ledger_for
 from newsletter.store.models import (
     Claim,
+    ClaimState,
     Delivery,
+    DeliveryMessage,
     DeliveryState,
     SendState,
     Subscriber,
@@ -73,9 +75,7 @@ def test_snapshot_takes_active_unsuppressed_subscribers_once(
         assert ledger_for(conn).counts(send_id).total == 3
 
 
-def test_one_send_per_issue_and_segment(
-    engine: Engine, repo: SubscriberRepository, session: Session
-) -> None:
+def test_one_send_per_issue_and_segment(engine: Engine, repo: SubscriberRepository, session: Session) -> None:
     _subscribers(repo, session, 2, tags=["press"])
     with engine.begin() as conn:
         ledger = ledger_for(conn)
@@ -206,23 +206,12 @@ def test_record_writes_each_outcome_only_while_the_claim_is_the_owners(
         assert ledger.record(batch, [Outcome(d, DeliveryState.ACCEPTED, "x")], owner="somebody else") == 0
         assert ledger.record(batch, [Outcome(a, DeliveryState.FAILED, None, "late")], owner="w") == 0
     with engine.connect() as conn:
-        rows = {
-            r.id: r
-            for r in conn.execute(
-                select(
-                    Delivery.id,
-                    Delivery.state,
-                    Delivery.provider_message_id,
-                    Delivery.error,
-                    Delivery.attempts,
-                )
-            )
-        }
+        rows = {r.delivery_id: r for r in ledger_for(conn).deliveries(send_id)}
         counts = ledger_for(conn).counts(send_id)
-    assert rows[a].state is DeliveryState.ACCEPTED and rows[a].provider_message_id == "pm-1"
+    assert rows[a].state is DeliveryState.ACCEPTED and rows[a].message_id == "pm-1"
     assert rows[b].state is DeliveryState.FAILED and rows[b].error == "406 inactive recipient"
-    assert rows[c].state is DeliveryState.PENDING and rows[c].attempts == 1  # refused for now: tried once
-    assert rows[d].state is DeliveryState.PENDING and rows[d].attempts == 0
+    assert rows[c].state is DeliveryState.SENDING and rows[c].attempts == 1  # refused for now: tried once
+    assert rows[d].state is DeliveryState.SENDING and rows[d].attempts == 0  # in the open claim
     assert counts.failed_by_reason == {"406 inactive recipient": 1}
     assert counts.by_state["sending"] == 2  # c and d, still in the open claim
     with engine.begin() as conn:  # a closed claim accepts no more outcomes
@@ -352,3 +341,109 @@ def test_forget_leaves_the_ledger_without_the_person(
         assert conn.execute(select(Delivery.subscriber_id)).scalar_one() is None
         assert conn.execute(select(Subscriber.id)).first() is None
         assert ledger_for(conn).counts(send_id).total == 1
+
+
+# -- the write-once record path: a batch accepted whole is recorded on its claim ------------------
+
+
+def _claimed(engine: Engine, repo: SubscriberRepository, session: Session, n: int) -> tuple[int, Batch]:
+    _subscribers(repo, session, n)
+    with engine.begin() as conn:
+        send_id = _send(ledger_for(conn))
+    with engine.begin() as conn:
+        batch = ledger_for(conn).claim(send_id, n, owner="w", lease=LEASE)
+    assert batch is not None
+    return send_id, batch
+
+
+def test_a_batch_accepted_whole_writes_its_claim_and_ids_not_its_rows(
+    engine: Engine, repo: SubscriberRepository, session: Session
+) -> None:
+    send_id, batch = _claimed(engine, repo, session, 4)
+    ids = [row.delivery_id for row in batch.rows]
+    with engine.begin() as conn:
+        recorded = [Outcome(i, DeliveryState.ACCEPTED, f"pm-{i}") for i in ids]
+        assert ledger_for(conn).close_accepted(batch, recorded, owner="w")
+    with engine.connect() as conn:
+        ledger = ledger_for(conn)
+        stored = conn.execute(select(Delivery.state, Delivery.updated_at)).all()
+        claim_state = conn.execute(select(Claim.state)).scalar_one()
+        records = ledger.deliveries(send_id)
+        counts = ledger.counts(send_id)
+        assert ledger.finish_if_done(send_id)
+    assert stored == [(DeliveryState.PENDING, None)] * 4  # the rows were not written again
+    assert claim_state is ClaimState.ACCEPTED
+    assert [(r.state, r.message_id) for r in records] == [(DeliveryState.ACCEPTED, f"pm-{i}") for i in ids]
+    assert counts.by_state["accepted"] == 4 and counts.open == 0 and counts.total == 4
+    with engine.begin() as conn:  # nothing of it is handed out again
+        assert ledger_for(conn).claim(send_id, 4, owner="v", lease=LEASE) is None
+
+
+def test_a_batch_with_exceptions_writes_only_those_rows(
+    engine: Engine, repo: SubscriberRepository, session: Session
+) -> None:
+    send_id, batch = _claimed(engine, repo, session, 4)
+    a, b, c, d = (row.delivery_id for row in batch.rows)
+    recorded = [
+        Outcome(a, DeliveryState.ACCEPTED, "pm-a"),
+        Outcome(b, DeliveryState.FAILED, None, "406 inactive recipient"),
+        Outcome(c, DeliveryState.UNKNOWN, None, "the provider gave no answer"),
+        Outcome(d, DeliveryState.ACCEPTED, None),  # a provider that names no message
+    ]
+    with engine.begin() as conn:
+        assert ledger_for(conn).close_accepted(batch, recorded, owner="w")
+    with engine.connect() as conn:
+        stored = dict(conn.execute(select(Delivery.id, Delivery.state)).all())
+        records = {r.delivery_id: r for r in ledger_for(conn).deliveries(send_id)}
+        counts = ledger_for(conn).counts(send_id)
+    assert stored == {
+        a: DeliveryState.PENDING,
+        b: DeliveryState.FAILED,
+        c: DeliveryState.UNKNOWN,
+        d: DeliveryState.PENDING,
+    }
+    assert {i: (r.state, r.message_id) for i, r in records.items()} == {
+        a: (DeliveryState.ACCEPTED, "pm-a"),
+        b: (DeliveryState.FAILED, None),
+        c: (DeliveryState.UNKNOWN, None),
+        d: (DeliveryState.ACCEPTED, None),
+    }
+    assert {k: v for k, v in counts.by_state.items() if v} == {"accepted": 2, "failed": 1, "unknown": 1}
+    # --retry-unknown resends the unknown one alone: the accepted rows are written as accepted
+    # before their claim is handed out again, so they are not taken for pending.
+    with engine.begin() as conn:
+        ledger = ledger_for(conn)
+        assert ledger.retry_unknown(send_id) == 1
+        again = ledger.claim(send_id, 4, owner="v", lease=LEASE)
+    assert again is not None and [r.delivery_id for r in again.rows] == [c]
+    with engine.begin() as conn:
+        ledger = ledger_for(conn)
+        assert ledger.close_accepted(again, [Outcome(c, DeliveryState.ACCEPTED, "pm-c")], owner="v")
+        assert ledger.claim(send_id, 4, owner="v", lease=LEASE) is None
+    with engine.connect() as conn:
+        records = {r.delivery_id: r for r in ledger_for(conn).deliveries(send_id)}
+        counts = ledger_for(conn).counts(send_id)
+    assert [(records[i].state, records[i].message_id) for i in (a, c, d)] == [
+        (DeliveryState.ACCEPTED, "pm-a"),
+        (DeliveryState.ACCEPTED, "pm-c"),
+        (DeliveryState.ACCEPTED, None),
+    ]
+    assert {k: v for k, v in counts.by_state.items() if v} == {"accepted": 3, "failed": 1}
+
+
+def test_an_answer_recorded_after_the_lease_ran_out_changes_nothing(
+    engine: Engine, repo: SubscriberRepository, session: Session
+) -> None:
+    """The crash window between the provider's answer and the record: the claim expired (its
+    worker looked dead), its rows became unknown; the late answer must not turn them accepted."""
+    send_id, batch = _claimed(engine, repo, session, 3)
+    with engine.begin() as conn:
+        conn.execute(update(Claim).values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+        assert ledger_for(conn).expire(send_id) == 3
+    with engine.begin() as conn:
+        recorded = [Outcome(r.delivery_id, DeliveryState.ACCEPTED, "late") for r in batch.rows]
+        assert not ledger_for(conn).close_accepted(batch, recorded, owner="w")
+    with engine.connect() as conn:
+        records = ledger_for(conn).deliveries(send_id)
+        messages = conn.execute(select(func.count()).select_from(DeliveryMessage)).scalar_one()
+    assert {r.state for r in records} == {DeliveryState.UNKNOWN} and messages == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from pathlib import Path
@@ -339,5 +340,104 @@ def test_savepoints_and_reads_work_inside_sqlite_transactions(tmp_path: Path) ->
             assert conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()[0] == 0
             names = set(conn.execute(text("SELECT name FROM tags")).scalars())
             assert names == {"kept", "released"}
+    finally:
+        engine.dispose()
+
+
+def test_0016_moves_a_paused_send_to_the_write_once_ledger_and_it_resumes(empty_db_url: str) -> None:
+    """A send paused under 0015 (some rows accepted with their ids, a claim handed back, the rest
+    never claimed) and a finished one: after 0016 the ids are in ``delivery_messages``, every state
+    reads as before, and resuming sends exactly the rows that were left, each once."""
+    from newsletter.store.ledger import Outcome, ledger_for
+    from newsletter.store.models import DeliveryState, SendState
+
+    engine = make_engine(empty_db_url)
+    try:
+        upgrade(engine, "0015")
+        with engine.begin() as conn:
+            for i in range(6):
+                conn.execute(
+                    text(
+                        "INSERT INTO subscribers (email, email_normalized, address_hash, name, status, "
+                        "attributes) VALUES (:a, :a, :h, 'Old', 'active', '{}')"
+                    ),
+                    {"a": f"reader{i}@example.org", "h": address_hash(f"reader{i}@example.org")},
+                )
+            for send_id, state in ((1, "finished"), (2, "paused")):
+                conn.execute(
+                    text(
+                        "INSERT INTO sends (id, issue_file, issue_date, segment, subject, content_hash, "
+                        "provider, state, recipients, claimed_through) VALUES (:id, 'issues/x.yaml', "
+                        ":day, :seg, 'S', :h, 'outbox', :state, 3, 0)"
+                    ),
+                    {"id": send_id, "day": f"2026-11-2{send_id}", "seg": "", "h": "0" * 64, "state": state},
+                )
+            # send 1: finished, its three rows accepted; send 2: one accepted, one unsent in a
+            # released claim, one never claimed.
+            rows = [
+                (1, 1, 1, "accepted", "old-1"),
+                (2, 1, 2, "accepted", "old-2"),
+                (3, 1, 3, "accepted", "old-3"),
+                (4, 2, 4, "accepted", "old-4"),
+                (5, 2, 5, "pending", None),
+                (6, 2, 6, "pending", None),
+            ]
+            for row in rows:
+                conn.execute(
+                    text(
+                        "INSERT INTO deliveries (id, send_id, subscriber_id, state, attempts, "
+                        "provider_message_id) VALUES (:id, :send, :sub, :state, 1, :mid)"
+                    ),
+                    dict(zip(("id", "send", "sub", "state", "mid"), row, strict=True)),
+                )
+            conn.execute(text("UPDATE sends SET claimed_through = 3 WHERE id = 1"))
+            conn.execute(text("UPDATE sends SET claimed_through = 5 WHERE id = 2"))
+            conn.execute(
+                text(
+                    "INSERT INTO claims (send_id, after_id, through_id, state) VALUES "
+                    "(1, 0, 3, 'done'), (2, 3, 5, 'released')"
+                )
+            )
+        upgrade(engine)
+        with engine.connect() as conn:
+            ledger = ledger_for(conn)
+            before = [(r.delivery_id, r.state, r.message_id) for r in ledger.deliveries()]
+        accepted, pending = DeliveryState.ACCEPTED, DeliveryState.PENDING
+        assert before == [
+            (1, accepted, "old-1"),
+            (2, accepted, "old-2"),
+            (3, accepted, "old-3"),
+            (4, accepted, "old-4"),
+            (5, pending, None),
+            (6, pending, None),
+        ]
+        with engine.begin() as conn:  # send --resume
+            ledger_for(conn).set_state(2, SendState.SENDING)
+        sent: list[int] = []
+        while True:
+            with engine.begin() as conn:
+                ledger = ledger_for(conn)
+                batch = ledger.claim(2, 5, owner="w", lease=dt.timedelta(minutes=5))
+                if batch is None:
+                    break
+                sent += [r.delivery_id for r in batch.rows]
+                outcomes = [Outcome(r.delivery_id, accepted, f"new-{r.delivery_id}") for r in batch.rows]
+                assert ledger.close_accepted(batch, outcomes, owner="w")
+        with engine.begin() as conn:
+            ledger = ledger_for(conn)
+            assert ledger.finish_if_done(2)
+            after = {r.delivery_id: (r.state, r.message_id) for r in ledger.deliveries(2)}
+            assert ledger.counts(1).by_state["accepted"] == 3
+        assert sorted(sent) == [5, 6]
+        assert after == {4: (accepted, "old-4"), 5: (accepted, "new-5"), 6: (accepted, "new-6")}
+        downgrade(engine, "0015")  # and back: the accepted claims' rows are written as accepted
+        with engine.connect() as conn:
+            old = conn.execute(
+                text("SELECT id, state, provider_message_id FROM deliveries ORDER BY id")
+            ).all()
+        assert [tuple(r) for r in old] == [
+            (i, "accepted", m)
+            for i, m in [(1, "old-1"), (2, "old-2"), (3, "old-3"), (4, "old-4"), (5, "new-5"), (6, "new-6")]
+        ]
     finally:
         engine.dispose()
