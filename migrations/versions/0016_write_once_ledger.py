@@ -38,6 +38,14 @@ def _claim_state(*values: str) -> sa.Enum:
     return sa.Enum(*values, name="claim_state", native_enum=False, create_constraint=True, length=20)
 
 
+def _claim_states(old: Sequence[str], new: Sequence[str]) -> None:
+    """The CHECK constraint of ``claims.state`` (SQLite rebuilds the small table to change it)."""
+    with op.batch_alter_table("claims") as batch_op:
+        batch_op.alter_column(
+            "state", existing_type=_claim_state(*old), type_=_claim_state(*new), existing_nullable=False
+        )
+
+
 def upgrade() -> None:
     op.create_table(
         "delivery_messages",
@@ -52,13 +60,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("deliveries") as batch_op:
         batch_op.drop_column("provider_message_id")
-    with op.batch_alter_table("claims") as batch_op:
-        batch_op.alter_column(
-            "state",
-            existing_type=_claim_state(*OLD_CLAIM_STATE),
-            type_=_claim_state(*NEW_CLAIM_STATE),
-            existing_nullable=False,
-        )
+    _claim_states(OLD_CLAIM_STATE, NEW_CLAIM_STATE)
 
 
 def downgrade() -> None:
@@ -68,13 +70,7 @@ def downgrade() -> None:
         "AND deliveries.id > c.after_id AND deliveries.id <= c.through_id)"
     )
     op.execute("UPDATE claims SET state = 'done' WHERE state = 'accepted'")
-    with op.batch_alter_table("claims") as batch_op:
-        batch_op.alter_column(
-            "state",
-            existing_type=_claim_state(*NEW_CLAIM_STATE),
-            type_=_claim_state(*OLD_CLAIM_STATE),
-            existing_nullable=False,
-        )
+    _claim_states(NEW_CLAIM_STATE, OLD_CLAIM_STATE)
     with op.batch_alter_table("deliveries") as batch_op:
         batch_op.add_column(sa.Column("provider_message_id", sa.String(length=255), nullable=True))
     op.execute(

@@ -612,12 +612,19 @@ class Ledger:
                 dead=json.dumps(list(dead_owners)),
             )
         )
+        return self._settle_pending(
+            send_id,
+            expired,
+            "state = 'unknown', error = 'the worker stopped while sending; it may or may not have been sent'",
+        )
+
+    def _settle_pending(self, send_id: int, ranges: Sequence[Any], assignments: str) -> int:
+        """Write the rows still pending in each (after id, through id] range; how many changed."""
         changed = 0
-        for after_id, through_id in expired:
+        for after_id, through_id in ranges:
             changed += self.conn.exec_driver_sql(
                 *self._bind(
-                    "UPDATE deliveries SET state = 'unknown', updated_at = :now, error = "
-                    "'the worker stopped while sending; it may or may not have been sent' "
+                    f"UPDATE deliveries SET {assignments}, updated_at = :now "
                     "WHERE send_id = :send AND id > :after AND id <= :through AND state = 'pending'",
                     now=self._time(utcnow()),
                     send=send_id,
@@ -638,29 +645,18 @@ class Ledger:
             "EXISTS (SELECT 1 FROM deliveries d WHERE d.send_id = :send AND d.id > claims.after_id "
             "AND d.id <= claims.through_id AND d.state = 'unknown')"
         )
-        for after_id, through_id in self._fetch(
+        accepted = self._fetch(
             *self._bind(
                 "UPDATE claims SET state = 'done' WHERE send_id = :send AND state = 'accepted' "
                 f"AND {with_unknown} RETURNING after_id, through_id",
                 send=send_id,
             )
-        ):
-            self.conn.exec_driver_sql(
-                *self._bind(
-                    "UPDATE deliveries SET state = 'accepted', attempts = attempts + 1, updated_at = :now "
-                    "WHERE send_id = :send AND id > :after AND id <= :through AND state = 'pending'",
-                    now=self._time(utcnow()),
-                    send=send_id,
-                    after=after_id,
-                    through=through_id,
-                )
-            )
+        )
+        self._settle_pending(send_id, accepted, "state = 'accepted', attempts = attempts + 1")
         self.conn.exec_driver_sql(
             *self._bind(
                 "UPDATE claims SET state = 'released', owner = NULL, expires_at = NULL "
-                "WHERE send_id = :send AND state IN ('done', 'expired') AND EXISTS (SELECT 1 FROM "
-                "deliveries d WHERE d.send_id = :send AND d.id > claims.after_id "
-                "AND d.id <= claims.through_id AND d.state = 'unknown')",
+                f"WHERE send_id = :send AND state IN ('done', 'expired') AND {with_unknown}",
                 send=send_id,
             )
         )
