@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter.store.ledger import Batch, Ledger, Outcome, ledger_for
+from newsletter.store.ledger import CUT_AHEAD, Batch, Ledger, Outcome, ledger_for
 from newsletter.store.models import (
     Claim,
     ClaimState,
@@ -297,6 +298,53 @@ def test_release_hands_the_unsent_rows_to_the_next_claim(
         taken = ledger_for(conn).claim(send_id, 3, owner="v", lease=LEASE)
     assert taken is not None and taken.claim_id == batch.claim_id
     assert [r.email for r in taken.rows] == ["reader1@example.org", "reader2@example.org"]
+
+
+def test_one_turn_on_the_cursor_cuts_ranges_ahead_and_a_smaller_batch_splits_them(
+    engine: Engine, repo: SubscriberRepository, session: Session
+) -> None:
+    _subscribers(repo, session, 2 * CUT_AHEAD + 3)
+    with engine.begin() as conn:
+        send_id = _send(ledger_for(conn))
+    with engine.begin() as conn:
+        first = ledger_for(conn).claim(send_id, 2, owner="w1", lease=LEASE)
+    assert first is not None and len(first.rows) == 2
+    with engine.connect() as conn:
+        claims = conn.execute(
+            select(Claim.id, Claim.after_id, Claim.through_id, Claim.owner, Claim.state).order_by(Claim.id)
+        ).all()
+        cursor = conn.execute(text("SELECT claimed_through FROM sends")).scalar_one()
+        counts = ledger_for(conn).counts(send_id)
+    # One claim for this worker, the next ones handed out without the cursor; contiguous ranges.
+    assert [(c.owner, str(c.state)) for c in claims] == [("w1", "open")] + [(None, "released")] * (
+        CUT_AHEAD - 1
+    )
+    assert all(a.through_id == b.after_id for a, b in itertools.pairwise(claims))
+    assert cursor == claims[-1].through_id
+    assert counts.by_state["sending"] == 2 and counts.by_state["pending"] == 2 * CUT_AHEAD + 1
+    # A worker with batches of one takes the next cut range, and the rest of it stays handed out.
+    with engine.begin() as conn:
+        single = ledger_for(conn).claim(send_id, 1, owner="w2", lease=LEASE)
+    assert single is not None and len(single.rows) == 1 and single.claim_id == claims[1].id
+    with engine.connect() as conn:
+        split = conn.execute(select(Claim.after_id, Claim.through_id, Claim.state).order_by(Claim.id)).all()
+    assert (split[1].after_id, split[1].through_id) == (claims[1].after_id, single.rows[0].delivery_id)
+    assert (split[-1].after_id, split[-1].through_id) == (single.rows[0].delivery_id, claims[1].through_id)
+    assert str(split[-1].state) == "released"
+    # Whoever claims next, and with what batch size, every recipient is claimed exactly once.
+    taken = [r.delivery_id for r in first.rows + single.rows]
+    size = 3
+    while True:
+        with engine.begin() as conn:
+            batch = ledger_for(conn).claim(send_id, size, owner=f"w{size}", lease=LEASE)
+        if batch is None:
+            break
+        assert 1 <= len(batch.rows) <= size
+        taken += [r.delivery_id for r in batch.rows]
+        size = 1 + size % 3
+    with engine.connect() as conn:
+        every = conn.execute(select(Delivery.id).order_by(Delivery.id)).scalars().all()
+    assert sorted(taken) == every
 
 
 @pytest.mark.postgres
