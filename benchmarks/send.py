@@ -6,6 +6,11 @@ recorded result, and in the same run the *wire baseline* of that shape: the same
 sent one after another by a bare loop with no database and no ledger (the per-recipient values are
 made before its clock starts). The figure that matters is the ratio: what the ledger costs.
 
+Under each shape two lines say where the CPU went (Linux), for the send and for its wire baseline:
+the sender's processes (start-up and rendering included; with SQLite, the database too), the fake
+ESP, and the rest of the machine, which is PostgreSQL when nothing else runs. On two cores shared by
+all three, a send is bound by their sum, not by any wait: the way to a faster send is less CPU.
+
 Shapes:
 
 * ``templates``: Postmark ``/email/batchWithTemplates`` through the fake ESP, the body sent once
@@ -50,7 +55,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from scratch import scratch_database  # this script's folder is the first on sys.path
 
@@ -97,13 +102,14 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
 
 
 @contextmanager
-def fake_esp() -> Iterator[str]:
+def fake_esp() -> Iterator[tuple[str, int]]:
+    """The fake ESP in a process of its own: its URL and pid (for its CPU time)."""
     port = _free_port()
     command = [sys.executable, "-m", "newsletter", "dev", "fake-esp", "--port", str(port), "--token", TOKEN]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_port(port, process, "the fake ESP")
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process.pid
     finally:
         process.terminate()
         process.wait(10)
@@ -359,6 +365,42 @@ def child_wire(args: argparse.Namespace) -> dict[str, Any]:
     return {"recipients": args.n, "seconds": seconds}
 
 
+class CpuTime(NamedTuple):
+    """CPU seconds used so far: by the whole machine, the fake ESP, and our waited-for children."""
+
+    machine: float
+    esp: float
+    children: float
+
+    @classmethod
+    def now(cls, esp_pid: int) -> CpuTime:
+        """Linux's ``/proc`` for the machine and the fake ESP (zeros elsewhere); rusage for the
+        children, which counts a send's helper processes too (its child waits for them)."""
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        children = usage.ru_utime + usage.ru_stime
+        try:
+            hz = os.sysconf("SC_CLK_TCK")
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+            machine = (sum(fields) - fields[3] - fields[4]) / hz  # all but idle and iowait
+            stat = Path(f"/proc/{esp_pid}/stat").read_text().rsplit(")", 1)[1].split()
+            esp = (int(stat[11]) + int(stat[12])) / hz  # utime, stime
+        except (OSError, ValueError, IndexError):
+            machine = esp = 0.0
+        return cls(machine, esp, children)
+
+    def since(self, start: CpuTime) -> str:
+        """Where the CPU went between ``start`` and this: the sender (with SQLite, the database
+        too), the fake ESP, and the rest of the machine (PostgreSQL; anything else running)."""
+        machine, esp = self.machine - start.machine, self.esp - start.esp
+        sender = self.children - start.children
+        if not machine:
+            return f"cpu: sender {sender:.1f} s"
+        return (
+            f"cpu: sender {sender:.1f} s, fake ESP {esp:.1f} s, "
+            f"rest (database, others) {max(machine - sender - esp, 0):.1f} s, of {machine:.1f} s used"
+        )
+
+
 def run_child(kind: str, **options: Any) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", kind]
     for key, value in options.items():
@@ -406,7 +448,7 @@ def main() -> int:
         f"batches in flight (full bodies: 1 process); {os.cpu_count()} CPUs shared with the fake ESP "
         "and the database"
     )
-    with fake_esp() as esp_url, smtp_sink() as smtp_port, tempfile.TemporaryDirectory() as tmp:
+    with fake_esp() as (esp_url, esp_pid), smtp_sink() as smtp_port, tempfile.TemporaryDirectory() as tmp:
         for kind in args.db:
             with database(kind, args.pg_url, Path(tmp)) as url:
                 started = time.perf_counter()
@@ -418,8 +460,11 @@ def main() -> int:
                 for shape in args.shapes:
                     n = args.recipients if shape in ONCE else min(args.full_recipients, args.recipients)
                     common = {"shape": shape, "esp_url": esp_url, "smtp_port": smtp_port}
+                    before_send = CpuTime.now(esp_pid)
                     sent = run_child("send", url=url, outbox=Path(tmp) / f"outbox-{kind}", **common)
+                    before_wire = CpuTime.now(esp_pid)
                     wire = run_child("wire", n=n, outbox=Path(tmp) / f"wire-{kind}", **common)
+                    after_wire = CpuTime.now(esp_pid)
                     rate, wire_rate = sent["recipients"] / sent["seconds"], n / wire["seconds"]
                     ratio = sent["seconds"] / wire["seconds"] * n / max(sent["recipients"], 1)
                     print(
@@ -427,6 +472,8 @@ def main() -> int:
                         f"= {rate:>9,.0f}/s, "
                         f"peak {sent['peak_mb']:5.0f} MB | wire {wire_rate:>9,.0f}/s | ratio {ratio:4.2f}x"
                     )
+                    print(f"            send {before_wire.since(before_send)}")
+                    print(f"            wire {after_wire.since(before_wire)}")
                     if sent["accepted"] != n or sent["state"] != "finished":
                         missed.append(f"{kind} {shape}: {sent['accepted']} of {n} accepted, {sent['state']}")
                     if sent["peak_mb"] > MUST_MB:
