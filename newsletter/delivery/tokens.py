@@ -7,8 +7,10 @@ address: a forwarded email leaks no more than the link itself does.
 
 A plain :class:`itsdangerous.Signer` over ``"send.subscriber"`` rather than a JSON serializer
 (about 35 µs a token): a million tokens per send is the normal case here. Signing reuses the
-signer's derived key and a prepared HMAC (about 1.5 µs instead of 4.5 µs); the token is byte for
-byte what ``Signer.sign`` makes (a test holds it to that), and verification is itsdangerous's own.
+signer's derived key, with HMAC's inner and outer hash states prepared once (:class:`_PreparedHmac`:
+about 1 µs a token, where ``Signer.sign`` takes 4.5 and a copied ``hmac.HMAC`` 1.6); the token is
+byte for byte what ``Signer.sign`` makes (a test holds it to that), and verification is
+itsdangerous's own.
 
 A second purpose, with its own salt, names one *delivery* inside an address (VERP): the SMTP
 envelope sender ``bounces+b7-1234-SIG@example.org`` and the ``mailto:`` of List-Unsubscribe
@@ -27,6 +29,7 @@ the nonce when it is used).
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import re
@@ -50,6 +53,34 @@ _VERP_TOKEN = re.compile(r"([bu])([0-9]{1,12})-([0-9]{1,15})-([a-z2-7]{16})")
 VerpPurpose = Literal["b", "u"]
 
 
+#: ``base64.urlsafe_b64encode``'s alphabet from the standard one, without its Python wrapper.
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+class _PreparedHmac:
+    """HMAC-SHA256 under one key (RFC 2104), its padded-key hash states computed once.
+
+    A message's MAC is then two copies of a prepared hash and two updates, all in C: what
+    ``hmac.HMAC.copy`` does too, but without building a Python ``HMAC`` object per token.
+    """
+
+    _BLOCK = 64  #: SHA-256's block size
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > self._BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(self._BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(hmac.trans_36))
+        self._outer = hashlib.sha256(key.translate(hmac.trans_5C))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 class BadToken(BadInput):
     """A token that was not made with our key, or was altered."""
 
@@ -63,11 +94,11 @@ class TokenSigner:
         if len(secret) < 16:
             raise BadInput("NEWSLETTER_SECRET_KEY must be at least 16 characters long")
         self._signer = Signer(secret, salt=_SALT, digest_method=hashlib.sha256)
-        self._mac = hmac.new(self._signer.derive_key(), digestmod=hashlib.sha256)
+        self._mac = _PreparedHmac(self._signer.derive_key())
         #: A stable, non-secret tag of this installation (see ``message.delivery_message_id``).
         self.install_tag = hashlib.sha256(f"{_SALT}.message-id.{secret}".encode()).hexdigest()[:12]
         verp = Signer(secret, salt=_VERP_SALT, digest_method=hashlib.sha256)
-        self._verp_mac = hmac.new(verp.derive_key(), digestmod=hashlib.sha256)
+        self._verp_mac = _PreparedHmac(verp.derive_key())
         self._confirm = TimestampSigner(secret, salt=_CONFIRM_SALT, digest_method=hashlib.sha256)
 
     def confirm_token(self, subscriber_id: int, nonce: str) -> str:
@@ -90,9 +121,9 @@ class TokenSigner:
 
     def unsubscribe_token(self, send_id: int, subscriber_id: int) -> str:
         payload = f"{send_id}.{subscriber_id}"
-        mac = self._mac.copy()
-        mac.update(payload.encode("ascii"))
-        signature = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
+        digest = self._mac.digest(payload.encode("ascii"))
+        encoded = binascii.b2a_base64(digest, newline=False).translate(_URLSAFE)
+        signature = encoded.rstrip(b"=").decode("ascii")
         return f"{payload}.{signature}"
 
     def probe_token(self) -> str:
@@ -130,6 +161,5 @@ class TokenSigner:
         return ("b" if purpose == "b" else "u"), int(send_id), int(delivery_id)
 
     def _verp_signature(self, payload: str) -> str:
-        mac = self._verp_mac.copy()
-        mac.update(payload.encode("ascii"))
-        return base64.b32encode(mac.digest()).decode("ascii")[:_VERP_SIGNATURE_LENGTH].lower()
+        digest = self._verp_mac.digest(payload.encode("ascii"))
+        return base64.b32encode(digest).decode("ascii")[:_VERP_SIGNATURE_LENGTH].lower()

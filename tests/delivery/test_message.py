@@ -164,6 +164,19 @@ def test_list_unsubscribe_value() -> None:
     assert value == "<https://n.example.org/u/abc>, <mailto:leave@example.org?subject=unsubscribe>"
 
 
+@pytest.mark.parametrize("key_length", [0, 1, 32, 63, 64, 65, 500])
+def test_the_prepared_hmac_is_rfc_2104_hmac_sha256_for_every_key_length(key_length: int) -> None:
+    import hashlib
+    import hmac
+
+    from newsletter.delivery.tokens import _PreparedHmac
+
+    key = bytes((i * 37 + 11) % 256 for i in range(key_length))
+    prepared = _PreparedHmac(key)
+    for message in (b"", b"7.42", bytes(range(256)) * 40):
+        assert prepared.digest(message) == hmac.new(key, message, hashlib.sha256).digest()
+
+
 def test_unsubscribe_tokens_are_itsdangerous_tokens_and_cannot_be_forged() -> None:
     from newsletter.delivery.tokens import BadToken, TokenSigner
 
