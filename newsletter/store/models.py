@@ -223,7 +223,7 @@ class DeliveryState(enum.StrEnum):
     #: In flight: a pending row inside an open claim. Reported, never stored: a claim marks a
     #: whole range at once instead of writing every row twice (see ``Claim``).
     SENDING = "sending"
-    #: The provider took it (its id, where it gave one, in ``delivery_messages``). Stored on the row
+    #: The provider took it (its id, where it gave one, in ``batch_message_ids``). Stored on the row
     #: only for a batch with exceptions; a row of a claim closed ``accepted`` stays ``pending``.
     ACCEPTED = "accepted"
     FAILED = "failed"  #: refused for good (invalid address, inactive recipient, gave up retrying)
@@ -348,19 +348,25 @@ class Delivery(Base):
     )
 
 
-class DeliveryMessage(Base):
-    """The provider's id for an accepted delivery, for looking the message up at the provider.
+class BatchMessageIds(Base):
+    """The provider's ids for the accepted deliveries of one recorded batch, for looking a message
+    up at the provider: one row per batch, ``ids`` a JSON object of delivery id to message id.
 
-    Written once, appended in bulk with the batch's claim (``COPY`` on PostgreSQL), instead of an
-    update of each delivery row: on PostgreSQL every update writes a new version of the row and
-    its index entries. Only accepted deliveries have one, so a delivery has at most one. Provider
-    events find their delivery by our own id, which every adapter sends along as metadata.
+    Appended with the batch's record, never updated. One row a batch, not one a delivery: on
+    PostgreSQL a row per delivery (``delivery_messages``, migration 0016) wrote a million index
+    entries per million recipients, through ``COPY``, for ids that only ``Ledger.deliveries``
+    reads; provider events find their delivery by our own id, which every adapter sends along as
+    metadata. Only accepted deliveries have one, and a delivery is accepted once, so each delivery
+    id is in at most one row.
     """
 
-    __tablename__ = "delivery_messages"
+    __tablename__ = "batch_message_ids"
 
-    delivery_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
-    message_id: Mapped[str] = mapped_column(String(255))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    send_id: Mapped[int] = mapped_column(Integer)
+    ids: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_batch_message_ids_send_id", "send_id"),)
 
 
 class EventKind(enum.StrEnum):

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from newsletter.cli import app
 from newsletter.store.db import make_engine
-from newsletter.store.models import Claim, Delivery, DeliveryMessage, Send
+from newsletter.store.models import BatchMessageIds, Claim, Delivery, Send
 from tests.conftest import FIXTURE_ISSUES_DIR
 
 ISSUE = "2026-11-20.yaml"
@@ -105,7 +105,7 @@ def test_resume_requires_the_flag_and_the_same_content(cli, db_url: str, tmp_pat
         conn.execute(Delivery.__table__.update().values(state="accepted"))
         last = select(func.max(Delivery.id)).scalar_subquery()
         conn.execute(Delivery.__table__.update().where(Delivery.id == last).values(state="pending"))
-        conn.execute(DeliveryMessage.__table__.delete().where(DeliveryMessage.delivery_id == last))
+        conn.execute(BatchMessageIds.__table__.delete())  # the claim's ids were never recorded
         conn.execute(Claim.__table__.update().values(state="released", owner=None))
     engine.dispose()
     refused = cli("send", f"issues/{ISSUE}", "--yes")
@@ -139,7 +139,7 @@ def test_worker_sends_a_running_send(cli, db_url: str, tmp_path: Path) -> None:
         # as if `send` had only snapshotted the audience: nothing claimed yet
         conn.execute(Send.__table__.update().values(state="sending", claimed_through=0))
         conn.execute(Delivery.__table__.update().values(state="pending"))
-        conn.execute(DeliveryMessage.__table__.delete())
+        conn.execute(BatchMessageIds.__table__.delete())
         conn.execute(Claim.__table__.delete())
     engine.dispose()
     shutil.rmtree(tmp_path / "outbox")

@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session
 
 from newsletter.store.ledger import CUT_AHEAD, Batch, Ledger, Outcome, ledger_for
 from newsletter.store.models import (
+    BatchMessageIds,
     Claim,
     ClaimState,
     Delivery,
-    DeliveryMessage,
     DeliveryState,
     SendState,
     Subscriber,
@@ -418,8 +418,10 @@ def test_a_batch_accepted_whole_writes_its_claim_and_ids_not_its_rows(
         claim_state = conn.execute(select(Claim.state)).scalar_one()
         records = ledger.deliveries(send_id)
         counts = ledger.counts(send_id)
+        id_rows = conn.execute(select(func.count()).select_from(BatchMessageIds)).scalar_one()
         assert ledger.finish_if_done(send_id)
     assert stored == [(DeliveryState.PENDING, None)] * 4  # the rows were not written again
+    assert id_rows == 1  # the batch's ids in one row
     assert claim_state is ClaimState.ACCEPTED
     assert [(r.state, r.message_id) for r in records] == [(DeliveryState.ACCEPTED, f"pm-{i}") for i in ids]
     assert counts.by_state["accepted"] == 4 and counts.open == 0 and counts.total == 4
@@ -493,5 +495,5 @@ def test_an_answer_recorded_after_the_lease_ran_out_changes_nothing(
         assert not ledger_for(conn).close_accepted(batch, recorded, owner="w")
     with engine.connect() as conn:
         records = ledger_for(conn).deliveries(send_id)
-        messages = conn.execute(select(func.count()).select_from(DeliveryMessage)).scalar_one()
+        messages = conn.execute(select(func.count()).select_from(BatchMessageIds)).scalar_one()
     assert {r.state for r in records} == {DeliveryState.UNKNOWN} and messages == 0

@@ -441,3 +441,51 @@ def test_0016_moves_a_paused_send_to_the_write_once_ledger_and_it_resumes(empty_
         ]
     finally:
         engine.dispose()
+
+
+def test_0017_moves_each_deliverys_message_id_into_rows_of_a_thousand_and_back(empty_db_url: str) -> None:
+    """Ids of two sends under 0016, one row a delivery: after 0017 every delivery reads the same id
+    from a row per thousand consecutive deliveries of a send, and downgrading restores each row."""
+    from newsletter.store.ledger import ledger_for
+
+    engine = make_engine(empty_db_url)
+    try:
+        upgrade(engine, "0016")
+        ids = {i: f"pm-{i}-{'x' * (i % 7)}" for i in (*range(1, 2501), 2600, 2601)}
+        with engine.begin() as conn:
+            for send_id in (1, 2):
+                conn.execute(
+                    text(
+                        "INSERT INTO sends (id, issue_file, issue_date, segment, subject, content_hash, "
+                        "provider, state, recipients, claimed_through) VALUES (:id, 'issues/x.yaml', "
+                        ":day, '', 'S', :h, 'postmark', 'finished', 0, 0)"
+                    ),
+                    {"id": send_id, "day": f"2026-11-2{send_id}", "h": "0" * 64},
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO deliveries (id, send_id, subscriber_id, state, attempts) "
+                    "VALUES (:id, :send, NULL, 'accepted', 1)"
+                ),
+                [{"id": i, "send": 1 if i <= 2500 else 2} for i in (*ids, 2602)],  # 2602: no id
+            )
+            conn.execute(
+                text("INSERT INTO delivery_messages (delivery_id, message_id) VALUES (:id, :mid)"),
+                [{"id": i, "mid": mid} for i, mid in ids.items()],
+            )
+        upgrade(engine)
+        with engine.connect() as conn:
+            per_send = conn.execute(
+                text("SELECT send_id, count(*) FROM batch_message_ids GROUP BY send_id ORDER BY send_id")
+            ).all()
+            read = {r.delivery_id: r.message_id for r in ledger_for(conn).deliveries()}
+            second = {r.delivery_id: r.message_id for r in ledger_for(conn).deliveries(2)}
+        assert [tuple(r) for r in per_send] == [(1, 3), (2, 1)]  # ids 1-999, 1000-1999, 2000-2500
+        assert read == {**ids, 2602: None}
+        assert second == {2600: ids[2600], 2601: ids[2601], 2602: None}
+        downgrade(engine, "0016")
+        with engine.connect() as conn:
+            back = dict(conn.execute(text("SELECT delivery_id, message_id FROM delivery_messages")).all())
+        assert back == ids
+    finally:
+        engine.dispose()
