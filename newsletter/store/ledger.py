@@ -762,14 +762,14 @@ class Ledger:
                 send=send_id,
             )
         )
-        message_ids = self._message_ids(send_id)
+        message_ids = self._stored_message_ids(send_id)
         return [
             DeliveryRecord(i, sub, email, DeliveryState(state), message_ids.get(i), err, attempts)
             for i, sub, email, state, err, attempts in rows
         ]
 
-    def _message_ids(self, send_id: int | None) -> dict[int, str]:
-        """Delivery id to provider id, for the send's accepted deliveries (every send's: None)."""
+    def _stored_message_ids(self, send_id: int | None) -> dict[int, str]:
+        """Delivery id to provider id, as recorded for the send's batches (every send's: None)."""
         where = "" if send_id is None else " WHERE send_id = :send"
         out: dict[int, str] = {}
         for (ids,) in self._fetch(*self._bind(f"SELECT ids FROM batch_message_ids{where}", send=send_id)):

@@ -452,6 +452,7 @@ def test_0017_moves_each_deliverys_message_id_into_rows_of_a_thousand_and_back(e
     try:
         upgrade(engine, "0016")
         ids = {i: f"pm-{i}-{'x' * (i % 7)}" for i in (*range(1, 2501), 2600, 2601)}
+        ids[2601] = 'pm-"quoted"\\back-ünï-\u2028'  # what JSON must escape, both ways
         with engine.begin() as conn:
             for send_id in (1, 2):
                 conn.execute(
