@@ -7,7 +7,7 @@ import itertools
 import threading
 
 import pytest
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Connection, Engine, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -298,6 +298,80 @@ def test_release_hands_the_unsent_rows_to_the_next_claim(
         taken = ledger_for(conn).claim(send_id, 3, owner="v", lease=LEASE)
     assert taken is not None and taken.claim_id == batch.claim_id
     assert [r.email for r in taken.rows] == ["reader1@example.org", "reader2@example.org"]
+
+
+def test_a_released_claim_is_taken_with_its_rows_still_to_send_and_its_suppressed_ones_recorded(
+    engine: Engine, repo: SubscriberRepository, session: Session
+) -> None:
+    """On PostgreSQL one statement takes a released claim and reads its rows: the same answer."""
+    _subscribers(repo, session, 4)
+    with engine.begin() as conn:
+        send_id = _send(ledger_for(conn))
+    with engine.begin() as conn:
+        batch = ledger_for(conn).claim(send_id, 4, owner="w", lease=LEASE)
+    assert batch is not None
+    first, second, third, fourth = (r.delivery_id for r in batch.rows)
+    with engine.begin() as conn:
+        ledger = ledger_for(conn)
+        ledger.record(batch, [Outcome(first, DeliveryState.ACCEPTED, "x")], owner="w")
+        ledger.release(batch, owner="w")
+    _suppress_directly(engine, "reader2@example.org")
+    with engine.begin() as conn:
+        taken = ledger_for(conn).claim(send_id, 4, owner="v", lease=LEASE)
+    assert taken is not None and taken.claim_id == batch.claim_id
+    assert [(r.delivery_id, r.email, r.name) for r in taken.rows] == [
+        (second, "reader1@example.org", "Reader 1"),
+        (fourth, "reader3@example.org", "Reader 3"),
+    ]
+    with engine.connect() as conn:
+        states = {r.delivery_id: r.state for r in ledger_for(conn).deliveries(send_id)}
+    assert states[third] is DeliveryState.SUPPRESSED and states[second] is DeliveryState.SENDING
+    # A released claim with nothing left to send is taken empty, and then nothing is left.
+    with engine.begin() as conn:
+        ledger = ledger_for(conn)
+        failed = [Outcome(i, DeliveryState.FAILED, None, "refused") for i in (second, fourth)]
+        ledger.record(taken, failed, owner="v")
+        ledger.release(taken, owner="v")
+    with engine.begin() as conn:
+        empty = ledger_for(conn).claim(send_id, 4, owner="x", lease=LEASE)
+    assert empty is not None and empty.claim_id == batch.claim_id and empty.rows == []
+    with engine.begin() as conn:
+        ledger = ledger_for(conn)
+        ledger.close(empty, owner="x")
+        assert ledger.claim(send_id, 4, owner="x", lease=LEASE) is None
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_claim_commits_durably_and_outcomes_lazily(
+    engine: Engine, repo: SubscriberRepository, session: Session
+) -> None:
+    """A claim must be on disk before its batch is sent (lost, its rows would be sent again);
+    an outcome lost in a server crash leaves its claim open, to expire into ``unknown``. A claim
+    that records suppressed rows in its own transaction stays durable."""
+    _subscribers(repo, session, 3)
+    with engine.begin() as conn:
+        send_id = _send(ledger_for(conn))
+    _suppress_directly(engine, "reader0@example.org")
+
+    def synchronous(conn: Connection) -> str:
+        return str(conn.exec_driver_sql("SELECT current_setting('synchronous_commit')").scalar_one())
+
+    with engine.begin() as conn:
+        batch = ledger_for(conn).claim(send_id, 2, owner="w", lease=LEASE)
+        assert synchronous(conn) == "on"
+    assert batch is not None and len(batch.rows) == 1
+    with engine.begin() as conn:
+        ledger_for(conn).record(batch, [Outcome(batch.rows[0].delivery_id, DeliveryState.PENDING)], owner="w")
+        assert synchronous(conn) == "off"
+    with engine.begin() as conn:
+        accepted = [Outcome(r.delivery_id, DeliveryState.ACCEPTED, "pm") for r in batch.rows]
+        assert ledger_for(conn).close_accepted(batch, accepted, owner="w")
+        assert synchronous(conn) == "off"
+    with engine.begin() as conn:
+        assert synchronous(conn) == "on"
+        released = ledger_for(conn).claim(send_id, 2, owner="w", lease=LEASE)
+        assert released is not None and synchronous(conn) == "on"
 
 
 def test_one_turn_on_the_cursor_cuts_ranges_ahead_and_a_smaller_batch_splits_them(
