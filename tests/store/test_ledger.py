@@ -304,12 +304,7 @@ def test_a_released_claim_is_taken_with_its_rows_still_to_send_and_its_suppresse
     engine: Engine, repo: SubscriberRepository, session: Session
 ) -> None:
     """On PostgreSQL one statement takes a released claim and reads its rows: the same answer."""
-    _subscribers(repo, session, 4)
-    with engine.begin() as conn:
-        send_id = _send(ledger_for(conn))
-    with engine.begin() as conn:
-        batch = ledger_for(conn).claim(send_id, 4, owner="w", lease=LEASE)
-    assert batch is not None
+    send_id, batch = _claimed(engine, repo, session, 4)
     first, second, third, fourth = (r.delivery_id for r in batch.rows)
     with engine.begin() as conn:
         ledger = ledger_for(conn)
