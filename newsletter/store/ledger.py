@@ -1,7 +1,10 @@
 """The send ledger: sends, one delivery row per recipient, and the statements that move them.
 
 Every write is set-based. A send's audience is snapshotted by one ``INSERT … SELECT`` in the same
-transaction that creates the send, so later sign-ups never join a running send. A worker claims a
+transaction that creates the send, so later sign-ups never join a running send. It records on
+the send the range of the primary key its rows lie in, which every query of one send's deliveries
+reads (with the send's id as a filter): no index of ``deliveries`` leads with ``send_id``, so the
+snapshot writes two index entries per row instead of four. A worker claims a
 batch as a *range* of delivery ids: it moves the send's cursor (``claimed_through``) past the next
 ``limit`` deliveries and records a :class:`~newsletter.store.models.Claim` with its lease, two
 small writes however large the batch, where marking each row ``sending`` cost one row write per
@@ -102,6 +105,8 @@ class SendInfo:
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     claimed_through: int
+    deliveries_after: int = 0
+    deliveries_through: int = 0
 
 
 class Claimed(NamedTuple):
@@ -237,7 +242,9 @@ class Ledger:
         return int(self.conn.execute(statement).scalar_one())
 
     def _snapshot(self, send_id: int, segment: str) -> None:
-        """Insert one pending delivery per eligible subscriber, and count them on the send."""
+        """Insert one pending delivery per eligible subscriber; count them, and record the range
+        their ids lie in, on the send (the cursor at its start)."""
+        after = self._id_floor()
         eligible = self._eligible(segment).subquery()
         # No ORDER BY: the scan's order is the subscribers' id order in practice, and claims go
         # by delivery id whatever it is; sorting a million ids spilled to disk on PostgreSQL.
@@ -250,17 +257,58 @@ class Ledger:
         inserted = self.conn.execute(
             insert(Delivery).from_select(["send_id", "subscriber_id", "state", "attempts"], snapshot)
         ).rowcount
+        through = self._id_ceiling()
         # sqlite3 and psycopg report the rows an INSERT ... SELECT wrote; a driver that says -1
         # (DB-API allows it) gets them counted, a third of a second at a million on PostgreSQL.
         count = (
             inserted
             if inserted is not None and inserted >= 0
             else self.conn.execute(
-                select(func.count()).select_from(Delivery).where(Delivery.send_id == send_id)
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.send_id == send_id, Delivery.id > after, Delivery.id <= through)
             ).scalar_one()
         )
-        self.conn.execute(update(Send).where(Send.id == send_id).values(recipients=count))
+        self.conn.execute(
+            update(Send)
+            .where(Send.id == send_id)
+            .values(
+                recipients=count, deliveries_after=after, deliveries_through=through, claimed_through=after
+            )
+        )
         self._after_snapshot()
+
+    def _id_floor(self) -> int:
+        """An id below every delivery id this transaction inserts from now on.
+
+        On SQLite the transaction holds the write lock, and a new row's id is above the largest.
+        """
+        return int(self.conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM deliveries").scalar_one())
+
+    def _id_ceiling(self) -> int:
+        """An id at or above every delivery id this transaction has inserted."""
+        return self._id_floor()
+
+    def _of_send(self, send_id: int) -> tuple[Any, ...]:
+        """The send's deliveries as conditions: its snapshot's range of the primary key, and its id.
+
+        The id stays a condition: on PostgreSQL two snapshots at once may interleave their ids.
+        """
+
+        def bound(column: Any) -> Any:
+            return select(column).where(Send.id == send_id).scalar_subquery()
+
+        return (
+            Delivery.send_id == send_id,
+            Delivery.id > bound(Send.deliveries_after),
+            Delivery.id <= bound(Send.deliveries_through),
+        )
+
+    #: :meth:`_of_send` as SQL, for the statements written as SQL (``d`` a delivery).
+    _OF_SEND = (
+        "d.send_id = :send AND d.id > (SELECT deliveries_after FROM sends WHERE id = :send) "
+        "AND d.id <= (SELECT deliveries_through FROM sends WHERE id = :send)"
+    )
 
     def _after_snapshot(self) -> None:
         """Dialect hook: PostgreSQL refreshes the table's statistics (see there)."""
@@ -295,7 +343,7 @@ class Ledger:
                 "UPDATE sends SET state = 'finished', finished_at = :now, error = NULL "
                 "WHERE id = :send AND state = 'sending' "
                 "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.send_id = :send "
-                "AND d.id > sends.claimed_through) "
+                "AND d.id > sends.claimed_through AND d.id <= sends.deliveries_through) "
                 "AND NOT EXISTS (SELECT 1 FROM claims c WHERE c.send_id = :send "
                 "AND c.state IN ('open', 'released'))",
                 now=self._time(utcnow()),
@@ -495,20 +543,24 @@ class Ledger:
         PostgreSQL passing over the ones another worker is taking).
         """
         locked = self._fetch(
-            *self._bind(f"SELECT claimed_through FROM sends WHERE id = :send{self._for_update}", send=send_id)
+            *self._bind(
+                f"SELECT claimed_through, deliveries_through FROM sends WHERE id = :send{self._for_update}",
+                send=send_id,
+            )
         )
         if not locked:
             return None
-        after_id = locked[0][0]
+        after_id, last_id = locked[0]
         bounds = [
             row[0]
             for row in self._fetch(
                 *self._bind(
                     "SELECT max(id) FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM "
-                    "(SELECT id FROM deliveries WHERE send_id = :send AND id > :after ORDER BY id "
-                    "LIMIT :span) AS nxt) AS numbered GROUP BY (n - 1) / :limit ORDER BY 1",
+                    "(SELECT id FROM deliveries WHERE send_id = :send AND id > :after AND id <= :last "
+                    "ORDER BY id LIMIT :span) AS nxt) AS numbered GROUP BY (n - 1) / :limit ORDER BY 1",
                     send=send_id,
                     after=after_id,
+                    last=last_id,
                     span=limit * CUT_AHEAD,
                     limit=limit,
                 )
@@ -747,7 +799,7 @@ class Ledger:
         return int(
             self.conn.execute(
                 update(Delivery)
-                .where(Delivery.send_id == send_id, Delivery.state == DeliveryState.UNKNOWN)
+                .where(*self._of_send(send_id), Delivery.state == DeliveryState.UNKNOWN)
                 .values(state=DeliveryState.PENDING, error=None)
             ).rowcount
         )
@@ -755,7 +807,7 @@ class Ledger:
     def counts(self, send_id: int) -> SendCounts:
         by_state = dict.fromkeys((s.value for s in DeliveryState), 0)
         for state, n in self.conn.execute(
-            select(Delivery.state, func.count()).where(Delivery.send_id == send_id).group_by(Delivery.state)
+            select(Delivery.state, func.count()).where(*self._of_send(send_id)).group_by(Delivery.state)
         ):
             by_state[str(state)] = n
         # Pending rows of open claims are in flight (``sending`` is reported, not stored); of
@@ -776,7 +828,7 @@ class Ledger:
             str(error or "unknown reason"): n
             for error, n in self.conn.execute(
                 select(Delivery.error, func.count())
-                .where(Delivery.send_id == send_id, Delivery.state == DeliveryState.FAILED)
+                .where(*self._of_send(send_id), Delivery.state == DeliveryState.FAILED)
                 .group_by(Delivery.error)
                 .order_by(func.count().desc())
             )
@@ -788,7 +840,7 @@ class Ledger:
         rows = self.conn.execute(
             select(Delivery.id, Subscriber.email, Delivery.error)
             .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .where(Delivery.send_id == send_id, Delivery.state == DeliveryState.UNKNOWN)
+            .where(*self._of_send(send_id), Delivery.state == DeliveryState.UNKNOWN)
             .order_by(Delivery.id)
             .limit(limit)
         ).all()
@@ -797,7 +849,7 @@ class Ledger:
     def deliveries(self, send_id: int | None = None) -> list[DeliveryRecord]:
         """Every delivery of the send (of every send: None) in id order, each state read through
         its claim as :meth:`counts` reads it, with its provider id from its batch's row."""
-        where = "" if send_id is None else "WHERE d.send_id = :send "
+        where = "" if send_id is None else f"WHERE {self._OF_SEND} "
         rows = self._fetch(
             *self._bind(
                 "SELECT d.id, d.subscriber_id, s.email, CASE WHEN d.state <> 'pending' THEN d.state "
@@ -856,6 +908,17 @@ class PostgresLedger(Ledger):
         # subscribers by hashing the whole table (19 ms a batch instead of 1). ANALYZE samples a
         # fixed number of rows, so both take a fraction of a second at a million.
         self.conn.exec_driver_sql("ANALYZE deliveries, subscribers")
+
+    # The sequence gives each session's values in increasing order whatever other sessions take
+    # (even with a cache), so this transaction's rows lie after the value it takes here and up to
+    # the last one it took. The one value taken here is never used: a gap of one id per send.
+    _SEQUENCE = "pg_get_serial_sequence('deliveries', 'id')"
+
+    def _id_floor(self) -> int:
+        return int(self.conn.exec_driver_sql(f"SELECT nextval({self._SEQUENCE})").scalar_one())
+
+    def _id_ceiling(self) -> int:
+        return int(self.conn.exec_driver_sql(f"SELECT currval({self._SEQUENCE})").scalar_one())
 
     def _before_claim(self) -> None:
         # A claimed range is a few hundred rows: each one's subscriber is one primary-key probe.

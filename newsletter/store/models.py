@@ -263,6 +263,10 @@ class Send(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     #: The highest delivery id handed out in a claim: the next claim starts after it.
     claimed_through: Mapped[int] = mapped_column(BigId, default=0, server_default="0")
+    #: The snapshot's delivery ids lie in (``deliveries_after``, ``deliveries_through``]: every
+    #: query of one send's deliveries reads that range of the primary key (see ``Delivery``).
+    deliveries_after: Mapped[int] = mapped_column(BigId, default=0, server_default="0")
+    deliveries_through: Mapped[int] = mapped_column(BigId, default=0, server_default="0")
 
     __table_args__ = (UniqueConstraint("issue_date", "segment", name="uq_sends_issue_date_segment"),)
 
@@ -336,12 +340,15 @@ class Delivery(Base):
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
-        UniqueConstraint("send_id", "subscriber_id", name="uq_deliveries_send_id_subscriber_id"),
-        # Claims take the next ids of a send; nothing indexes ``state``, so recording an outcome
-        # changes no index entry.
-        Index("ix_deliveries_send_id_id", "send_id", "id"),
-        # ``forget`` clears a subscriber's id here; and a subscriber's history.
-        Index("ix_deliveries_subscriber_id", "subscriber_id"),
+        # Two indexes, each written in order by a snapshot, where there were four: the snapshot of
+        # a million recipients took 6.6 s instead of 9.8 on PostgreSQL, the index sets measured
+        # alone (migration 0018). A send's
+        # deliveries are a range of the primary key (``Send.deliveries_after`` to
+        # ``deliveries_through``), read with ``send_id`` as a filter: so nothing indexes
+        # ``send_id`` first, and no planner can prefer scanning a whole send to a claim's range.
+        # Nobody twice in one send; and ``forget`` finds a subscriber's rows by the first column.
+        # Nothing indexes ``state``: recording an outcome changes no index entry.
+        Index("uq_deliveries_subscriber_id_send_id", "subscriber_id", "send_id", unique=True),
         # PostgreSQL's default fill factor: 0004 left room on each page for heap-only updates,
         # which halved recording at 100,000 recipients but made a million-row table three times
         # larger than the default shared buffers, and the send a third slower (migration 0006).

@@ -18,6 +18,7 @@ from newsletter.store.models import (
     ClaimState,
     Delivery,
     DeliveryState,
+    Send,
     SendState,
     Subscriber,
     SubscriberStatus,
@@ -444,6 +445,52 @@ def test_concurrent_claims_never_overlap(
     for thread in threads:
         thread.join()
     assert len(taken) == 60 and len(set(taken)) == 60
+
+
+def test_a_send_reads_its_own_range_of_ids_and_only_its_own_rows_where_ranges_interleave(
+    engine: Engine, repo: SubscriberRepository, session: Session
+) -> None:
+    """Each snapshot records where its ids lie and starts its cursor there; a send's claims,
+    counts, deliveries and finish keep to its own rows even where another send's ids fall in its
+    range (two snapshots at once on PostgreSQL)."""
+    _subscribers(repo, session, 5, tags=["press"])
+    for i in range(3):
+        repo.add(f"other{i}@example.org")
+    session.commit()
+    with engine.begin() as conn:
+        ledger = ledger_for(conn)
+        everyone, press = _send(ledger), _send(ledger, "tag:press")
+        first, second = ledger.get_send(everyone), ledger.get_send(press)
+    with engine.connect() as conn:
+        ids = {
+            send: list(
+                conn.execute(
+                    select(Delivery.id).where(Delivery.send_id == send).order_by(Delivery.id)
+                ).scalars()
+            )
+            for send in (everyone, press)
+        }
+    assert len(ids[everyone]) == 8 and len(ids[press]) == 5
+    for send, info in ((everyone, first), (press, second)):
+        assert info.deliveries_after < ids[send][0] and info.deliveries_through >= ids[send][-1]
+        assert info.claimed_through == info.deliveries_after
+    assert second.deliveries_after >= ids[everyone][-1]  # the next snapshot starts after the last
+    with engine.begin() as conn:  # as if the two snapshots had interleaved: each range spans both
+        conn.execute(
+            update(Send).values(deliveries_after=0, deliveries_through=ids[press][-1], claimed_through=0)
+        )
+    taken: list[int] = []
+    with engine.begin() as conn:
+        ledger = ledger_for(conn)
+        while (batch := ledger.claim(press, 2, owner="w", lease=LEASE)) is not None:
+            taken += [row.delivery_id for row in batch.rows]
+            accepted = [Outcome(r.delivery_id, DeliveryState.ACCEPTED, None) for r in batch.rows]
+            assert ledger.close_accepted(batch, accepted, owner="w")
+        assert taken == ids[press]
+        assert ledger.counts(press).total == 5 and ledger.counts(press).by_state["accepted"] == 5
+        assert [r.delivery_id for r in ledger.deliveries(press)] == ids[press]
+        assert ledger.finish_if_done(press)
+        assert ledger.counts(everyone).by_state["pending"] == 8 and not ledger.finish_if_done(everyone)
 
 
 def test_forget_leaves_the_ledger_without_the_person(

@@ -490,3 +490,110 @@ def test_0017_moves_each_deliverys_message_id_into_rows_of_a_thousand_and_back(e
         assert back == ids
     finally:
         engine.dispose()
+
+
+def test_0018_gives_each_send_its_range_of_ids_and_a_paused_send_resumes_on_two_indexes(
+    empty_db_url: str,
+) -> None:
+    """Sends under 0017 (finished, paused with a claim handed back, started but never claimed,
+    scheduled): after 0018 each knows the range of its deliveries' ids, the cursor of the unclaimed
+    one stands at its start, and resuming sends exactly the rows left, each once; the table keeps
+    nobody twice in a send with two indexes, and downgrading restores the four."""
+    from newsletter.store.ledger import Outcome, ledger_for
+    from newsletter.store.models import DeliveryState, SendState
+
+    engine = make_engine(empty_db_url)
+    try:
+        upgrade(engine, "0017")
+        with engine.begin() as conn:
+            for i in range(8):
+                conn.execute(
+                    text(
+                        "INSERT INTO subscribers (id, email, email_normalized, address_hash, name, status, "
+                        "attributes) VALUES (:id, :a, :a, :h, 'Old', 'active', '{}')"
+                    ),
+                    {"id": i + 1, "a": f"reader{i}@example.org", "h": address_hash(f"reader{i}@example.org")},
+                )
+            for send_id, state, cursor in (
+                (1, "finished", 3),
+                (2, "paused", 5),
+                (3, "paused", 0),
+                (4, "scheduled", 0),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO sends (id, issue_file, issue_date, segment, subject, content_hash, "
+                        "provider, state, recipients, claimed_through) VALUES (:id, 'issues/x.yaml', "
+                        ":day, '', 'S', :h, 'outbox', :state, 3, :cursor)"
+                    ),
+                    {
+                        "id": send_id,
+                        "day": f"2026-11-2{send_id}",
+                        "h": "0" * 64,
+                        "state": state,
+                        "cursor": cursor,
+                    },
+                )
+            # send 1: rows 1-3 recorded on an accepted claim; send 2: row 4 accepted, row 5 in a
+            # released claim, row 6 never claimed; send 3: rows 7-8 never claimed; send 4: none yet.
+            rows = [(1, 1, 1), (2, 1, 2), (3, 1, 3), (4, 2, 1), (5, 2, 2), (6, 2, 3), (7, 3, 1), (8, 3, 2)]
+            conn.execute(
+                text(
+                    "INSERT INTO deliveries (id, send_id, subscriber_id, state, attempts) "
+                    "VALUES (:id, :send, :sub, :state, 0)"
+                ),
+                [
+                    {"id": i, "send": s, "sub": sub, "state": "accepted" if i == 4 else "pending"}
+                    for i, s, sub in rows
+                ],
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO claims (send_id, after_id, through_id, state) VALUES "
+                    "(1, 0, 3, 'accepted'), (2, 3, 4, 'done'), (2, 4, 5, 'released')"
+                )
+            )
+        upgrade(engine)
+        with engine.connect() as conn:
+            spans = conn.execute(
+                text(
+                    "SELECT id, deliveries_after, deliveries_through, claimed_through FROM sends ORDER BY id"
+                )
+            ).all()
+        assert [tuple(r) for r in spans] == [(1, 0, 3, 3), (2, 3, 6, 5), (3, 6, 8, 6), (4, 0, 0, 0)]
+        indexes = {ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes("deliveries")}
+        assert indexes == {"uq_deliveries_subscriber_id_send_id": ["subscriber_id", "send_id"]}
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # still nobody twice in a send
+            conn.execute(
+                text(
+                    "INSERT INTO deliveries (send_id, subscriber_id, state, attempts) "
+                    "VALUES (3, 1, 'pending', 0)"
+                )
+            )
+        sent: dict[int, list[int]] = {2: [], 3: []}
+        for send_id in sent:
+            with engine.begin() as conn:  # send --resume
+                ledger_for(conn).set_state(send_id, SendState.SENDING)
+            while True:
+                with engine.begin() as conn:
+                    ledger = ledger_for(conn)
+                    batch = ledger.claim(send_id, 5, owner="w", lease=dt.timedelta(minutes=5))
+                    if batch is None:
+                        assert ledger.finish_if_done(send_id)
+                        break
+                    sent[send_id] += [r.delivery_id for r in batch.rows]
+                    outcomes = [Outcome(r.delivery_id, DeliveryState.ACCEPTED, None) for r in batch.rows]
+                    assert ledger.close_accepted(batch, outcomes, owner="w")
+        assert sent == {2: [5, 6], 3: [7, 8]}
+        with engine.connect() as conn:
+            ledger = ledger_for(conn)
+            assert [ledger.counts(s).by_state["accepted"] for s in (1, 2, 3)] == [3, 3, 2]
+            assert [r.delivery_id for r in ledger.deliveries(2)] == [4, 5, 6]
+        downgrade(engine, "0017")
+        indexes = {ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes("deliveries")}
+        assert {"ix_deliveries_send_id_id", "ix_deliveries_subscriber_id"} <= set(indexes)
+        unique = [set(u["column_names"]) for u in inspect(engine).get_unique_constraints("deliveries")]
+        assert {"send_id", "subscriber_id"} in unique
+        assert "deliveries_after" not in {c["name"] for c in inspect(engine).get_columns("sends")}
+    finally:
+        engine.dispose()
