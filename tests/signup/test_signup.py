@@ -198,7 +198,10 @@ def test_rate_limits(make_signup: Callable[..., Signup]) -> None:
 
 def test_per_day_limit_of_one_address(make_signup: Callable[..., Signup]) -> None:
     signup = make_signup(limit_per_ip="100 per hour")
-    with time_machine.travel(dt.datetime.now(dt.UTC), tick=False) as clock:
+    # Five posts 11 minutes apart inside one day: from 9:00, not from now, which after 23:05 UTC
+    # crossed midnight into a fresh day's allowance.
+    morning = dt.datetime.now(dt.UTC).replace(hour=9, minute=0, second=0, microsecond=0)
+    with time_machine.travel(morning, tick=False) as clock:
         for _ in range(5):
             assert signup.post(email=ADDRESS).status_code == 200
             clock.shift(dt.timedelta(minutes=11))
