@@ -41,7 +41,7 @@ from itertools import pairwise
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Connection, func, insert, literal, select, update
+from sqlalchemy import Connection, func, insert, literal, select, text, update
 
 from newsletter.errors import NewsletterError
 from newsletter.store.archive import Archive, IssueSnapshot
@@ -289,26 +289,17 @@ class Ledger:
         """An id at or above every delivery id this transaction has inserted."""
         return self._id_floor()
 
-    def _of_send(self, send_id: int) -> tuple[Any, ...]:
-        """The send's deliveries as conditions: its snapshot's range of the primary key, and its id.
-
-        The id stays a condition: on PostgreSQL two snapshots at once may interleave their ids.
-        """
-
-        def bound(column: Any) -> Any:
-            return select(column).where(Send.id == send_id).scalar_subquery()
-
-        return (
-            Delivery.send_id == send_id,
-            Delivery.id > bound(Send.deliveries_after),
-            Delivery.id <= bound(Send.deliveries_through),
-        )
-
-    #: :meth:`_of_send` as SQL, for the statements written as SQL (``d`` a delivery).
+    #: One send's deliveries: its snapshot's range of the primary key, and its id, which stays a
+    #: condition because on PostgreSQL two snapshots at once may interleave their ids. ``{d}`` is
+    #: the deliveries table as the statement names it.
     _OF_SEND = (
-        "d.send_id = :send AND d.id > (SELECT deliveries_after FROM sends WHERE id = :send) "
-        "AND d.id <= (SELECT deliveries_through FROM sends WHERE id = :send)"
+        "{d}.send_id = :send AND {d}.id > (SELECT deliveries_after FROM sends WHERE id = :send) "
+        "AND {d}.id <= (SELECT deliveries_through FROM sends WHERE id = :send)"
     )
+
+    def _of_send(self, send_id: int) -> Any:
+        """:data:`_OF_SEND` as a condition of a statement built on ``Delivery``."""
+        return text(self._OF_SEND.format(d="deliveries")).bindparams(send=send_id)
 
     def _after_snapshot(self) -> None:
         """Dialect hook: PostgreSQL refreshes the table's statistics (see there)."""
@@ -799,7 +790,7 @@ class Ledger:
         return int(
             self.conn.execute(
                 update(Delivery)
-                .where(*self._of_send(send_id), Delivery.state == DeliveryState.UNKNOWN)
+                .where(self._of_send(send_id), Delivery.state == DeliveryState.UNKNOWN)
                 .values(state=DeliveryState.PENDING, error=None)
             ).rowcount
         )
@@ -807,7 +798,7 @@ class Ledger:
     def counts(self, send_id: int) -> SendCounts:
         by_state = dict.fromkeys((s.value for s in DeliveryState), 0)
         for state, n in self.conn.execute(
-            select(Delivery.state, func.count()).where(*self._of_send(send_id)).group_by(Delivery.state)
+            select(Delivery.state, func.count()).where(self._of_send(send_id)).group_by(Delivery.state)
         ):
             by_state[str(state)] = n
         # Pending rows of open claims are in flight (``sending`` is reported, not stored); of
@@ -828,7 +819,7 @@ class Ledger:
             str(error or "unknown reason"): n
             for error, n in self.conn.execute(
                 select(Delivery.error, func.count())
-                .where(*self._of_send(send_id), Delivery.state == DeliveryState.FAILED)
+                .where(self._of_send(send_id), Delivery.state == DeliveryState.FAILED)
                 .group_by(Delivery.error)
                 .order_by(func.count().desc())
             )
@@ -840,7 +831,7 @@ class Ledger:
         rows = self.conn.execute(
             select(Delivery.id, Subscriber.email, Delivery.error)
             .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .where(*self._of_send(send_id), Delivery.state == DeliveryState.UNKNOWN)
+            .where(self._of_send(send_id), Delivery.state == DeliveryState.UNKNOWN)
             .order_by(Delivery.id)
             .limit(limit)
         ).all()
@@ -849,7 +840,7 @@ class Ledger:
     def deliveries(self, send_id: int | None = None) -> list[DeliveryRecord]:
         """Every delivery of the send (of every send: None) in id order, each state read through
         its claim as :meth:`counts` reads it, with its provider id from its batch's row."""
-        where = "" if send_id is None else f"WHERE {self._OF_SEND} "
+        where = "" if send_id is None else f"WHERE {self._OF_SEND.format(d='d')} "
         rows = self._fetch(
             *self._bind(
                 "SELECT d.id, d.subscriber_id, s.email, CASE WHEN d.state <> 'pending' THEN d.state "

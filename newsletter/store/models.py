@@ -340,9 +340,8 @@ class Delivery(Base):
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
-        # Two indexes, each written in order by a snapshot, where there were four: the snapshot of
-        # a million recipients took 6.6 s instead of 9.8 on PostgreSQL, the index sets measured
-        # alone (migration 0018). A send's
+        # Two indexes where there were four: the snapshot of a million recipients took 6.6 s
+        # instead of 9.8 on PostgreSQL, the index sets measured alone (migration 0018). A send's
         # deliveries are a range of the primary key (``Send.deliveries_after`` to
         # ``deliveries_through``), read with ``send_id`` as a filter: so nothing indexes
         # ``send_id`` first, and no planner can prefer scanning a whole send to a claim's range.

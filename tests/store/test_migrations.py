@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from newsletter.errors import ConfigError
@@ -344,6 +344,20 @@ def test_savepoints_and_reads_work_inside_sqlite_transactions(tmp_path: Path) ->
         engine.dispose()
 
 
+def _old_subscribers(conn: Connection, n: int) -> None:
+    """``n`` active subscribers, ids 1 to ``n``, written as SQL for a database at an old revision."""
+    conn.execute(
+        text(
+            "INSERT INTO subscribers (id, email, email_normalized, address_hash, name, status, "
+            "attributes) VALUES (:id, :a, :a, :h, 'Old', 'active', '{}')"
+        ),
+        [
+            {"id": i + 1, "a": f"reader{i}@example.org", "h": address_hash(f"reader{i}@example.org")}
+            for i in range(n)
+        ],
+    )
+
+
 def test_0016_moves_a_paused_send_to_the_write_once_ledger_and_it_resumes(empty_db_url: str) -> None:
     """A send paused under 0015 (some rows accepted with their ids, a claim handed back, the rest
     never claimed) and a finished one: after 0016 the ids are in ``delivery_messages``, every state
@@ -355,14 +369,7 @@ def test_0016_moves_a_paused_send_to_the_write_once_ledger_and_it_resumes(empty_
     try:
         upgrade(engine, "0015")
         with engine.begin() as conn:
-            for i in range(6):
-                conn.execute(
-                    text(
-                        "INSERT INTO subscribers (email, email_normalized, address_hash, name, status, "
-                        "attributes) VALUES (:a, :a, :h, 'Old', 'active', '{}')"
-                    ),
-                    {"a": f"reader{i}@example.org", "h": address_hash(f"reader{i}@example.org")},
-                )
+            _old_subscribers(conn, 6)
             for send_id, state in ((1, "finished"), (2, "paused")):
                 conn.execute(
                     text(
@@ -506,14 +513,7 @@ def test_0018_gives_each_send_its_range_of_ids_and_a_paused_send_resumes_on_two_
     try:
         upgrade(engine, "0017")
         with engine.begin() as conn:
-            for i in range(8):
-                conn.execute(
-                    text(
-                        "INSERT INTO subscribers (id, email, email_normalized, address_hash, name, status, "
-                        "attributes) VALUES (:id, :a, :a, :h, 'Old', 'active', '{}')"
-                    ),
-                    {"id": i + 1, "a": f"reader{i}@example.org", "h": address_hash(f"reader{i}@example.org")},
-                )
+            _old_subscribers(conn, 8)
             for send_id, state, cursor in (
                 (1, "finished", 3),
                 (2, "paused", 5),
